@@ -1,0 +1,20 @@
+"""gluon-bn: the "Batch Normalization" chapter of Dive into Deep Learning, in MXNet Gluon.
+
+The chapter's own code is in :mod:`gluon_bn.layers` (``batch_norm``, ``BatchNorm``);
+the LeNet in :mod:`gluon_bn.models`; data, training, records and plots beside them.
+"""
+from importlib import metadata as _metadata
+
+from .data import load_data_fashion_mnist
+from .errors import DataError, GluonBNError, UsageError
+from .layers import BatchNorm, batch_norm
+from .models import lenet
+from .training import Epoch, evaluate_accuracy, train_ch5, try_gpu
+
+try:
+    __version__ = _metadata.version("gluon-bn")
+except _metadata.PackageNotFoundError:  # running from a source tree without installing
+    __version__ = "0+unknown"
+
+__all__ = ["BatchNorm", "DataError", "Epoch", "GluonBNError", "UsageError", "batch_norm",
+           "evaluate_accuracy", "lenet", "load_data_fashion_mnist", "train_ch5", "try_gpu"]

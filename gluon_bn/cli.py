@@ -1,0 +1,87 @@
+"""Command line: ``gluon-bn reproduce`` runs the chapter with its settings."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")  # the CLI only writes PNG files
+
+from .errors import GluonBNError  # noqa: E402
+from .experiments import CONTEXTS, ReproduceConfig  # noqa: E402
+
+__all__ = ["main"]
+
+MODEL_CHOICES = {"scratch": ("scratch",), "gluon": ("gluon",), "none": ("none",),
+                 "both": ("scratch", "gluon")}
+
+
+def _positive(kind):
+    """An argparse type accepting only positive values of ``kind``."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``gluon-bn`` argument parser with its subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="gluon-bn", description="Batch normalization from Dive into Deep Learning, in MXNet Gluon.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    defaults = ReproduceConfig()
+    rep = sub.add_parser(
+        "reproduce", help="train the chapter's BN LeNets on Fashion-MNIST and compare with the book",
+        description="Train LeNet with the from-scratch BatchNorm and with nn.BatchNorm using the "
+                    "chapter's settings; print the chapter's log lines, the first BN layer's gamma "
+                    "and beta, and a table next to the chapter's published numbers; write a JSON "
+                    "record and a PNG of the training curves into --out.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    rep.add_argument("--model", choices=MODEL_CHOICES, default="both",
+                     help="which LeNet: from-scratch BN, nn.BatchNorm, no BN, or scratch and gluon")
+    rep.add_argument("--epochs", type=_positive(int), default=defaults.epochs)
+    rep.add_argument("--lr", type=_positive(float), default=defaults.lr, help="SGD learning rate")
+    rep.add_argument("--batch-size", type=_positive(int), default=defaults.batch_size)
+    rep.add_argument("--ctx", choices=CONTEXTS, default=defaults.ctx,
+                     help="where to train; auto picks gpu(0) when MXNet sees a GPU")
+    rep.add_argument("--seed", type=int, default=defaults.seed,
+                     help="seeds weights and batch order; a CPU run with the same seed repeats")
+    rep.add_argument("--data-dir", default=None,
+                     help="folder with the four Fashion-MNIST .gz files (default: search, then download)")
+    rep.add_argument("--out", default=defaults.out, help="folder for reproduce.json and reproduce.png")
+    rep.add_argument("--num-train", type=_positive(int), default=None,
+                     help="train on the first N training examples only (quick runs)")
+    rep.add_argument("--num-test", type=_positive(int), default=None,
+                     help="test on the first N test examples only (quick runs)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; user errors become one line on stderr and a non-zero status."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "reproduce":
+            from .experiments import reproduce
+            config = ReproduceConfig(
+                models=MODEL_CHOICES[args.model], epochs=args.epochs, lr=args.lr,
+                batch_size=args.batch_size, ctx=args.ctx, seed=args.seed, data_dir=args.data_dir,
+                out=args.out, num_train=args.num_train, num_test=args.num_test)
+            reproduce(config)
+    except GluonBNError as exc:
+        print(f"gluon-bn: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("gluon-bn: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""The chapter's training loop (``train_ch5``) and accuracy, on any MXNet context."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Callable, Iterable
+
+import mxnet as mx
+from d2l import mxnet as d2l
+from mxnet import autograd, gluon, nd
+from tqdm import tqdm
+
+__all__ = ["Epoch", "evaluate_accuracy", "train_ch5", "try_gpu"]
+
+#: d2l's: gpu(i) when that GPU exists, else cpu().
+try_gpu = d2l.try_gpu
+
+
+@dataclass(frozen=True)
+class Epoch:
+    """One line of the chapter's log: what ``train_ch5`` prints and records per epoch."""
+
+    epoch: int
+    loss: float
+    train_acc: float
+    test_acc: float
+    time: float
+
+    def line(self) -> str:
+        """The chapter's log line for this epoch."""
+        return (f"epoch {self.epoch}, loss {self.loss:.4f}, train acc {self.train_acc:.3f}, "
+                f"test acc {self.test_acc:.3f}, time {self.time:.1f} sec")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def evaluate_accuracy(data_iter: Iterable, net: gluon.Block, ctx: mx.Context | None = None) -> float:
+    """Fraction of examples in ``data_iter`` that ``net`` classifies right (prediction mode)."""
+    ctx = ctx or mx.cpu()
+    metric = d2l.Accumulator(2)  # correct predictions, examples
+    for X, y in data_iter:
+        X, y = X.as_in_context(ctx), y.as_in_context(ctx).astype('float32')
+        metric.add((net(X).argmax(axis=1) == y).sum().asscalar(), y.size)
+    return metric[0] / metric[1]
+
+
+def train_ch5(net: gluon.Block, train_iter: Iterable, test_iter: Iterable, batch_size: int,
+              trainer: gluon.Trainer, ctx: mx.Context, num_epochs: int, *,
+              log: Callable[[str], None] = print) -> list[Epoch]:
+    """Train ``net`` as the chapter does, print its line each epoch, return the history.
+
+    As in the chapter, ``trainer.step(batch_size)`` scales every step by the full
+    batch size, the last partial batch included. A progress bar shows on a terminal.
+    """
+    log(f"training on {ctx}")
+    loss = gluon.loss.SoftmaxCrossEntropyLoss()
+    history = []
+    for epoch in range(num_epochs):
+        metric = d2l.Accumulator(3)  # summed loss, correct predictions, examples
+        timer = d2l.Timer()
+        for X, y in tqdm(train_iter, desc=f"epoch {epoch + 1}", leave=False, disable=None):
+            X, y = X.as_in_context(ctx), y.as_in_context(ctx)
+            with autograd.record():
+                y_hat = net(X)
+                l = loss(y_hat, y).sum()
+            l.backward()
+            trainer.step(batch_size)
+            y = y.astype('float32')
+            metric.add(l.asscalar(), (y_hat.argmax(axis=1) == y).sum().asscalar(), y.size)
+        test_acc = evaluate_accuracy(test_iter, net, ctx)
+        nd.waitall()
+        result = Epoch(epoch + 1, metric[0] / metric[2], metric[1] / metric[2], test_acc,
+                       timer.stop())
+        history.append(result)
+        log(result.line())
+    return history
