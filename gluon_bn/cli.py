@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # the CLI only writes PNG files
 
+from . import __version__  # noqa: E402
 from .errors import GluonBNError  # noqa: E402
 from .experiments import CONTEXTS, ReproduceConfig  # noqa: E402
 
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``gluon-bn`` argument parser with its subcommands."""
     parser = argparse.ArgumentParser(
         prog="gluon-bn", description="Batch normalization from Dive into Deep Learning, in MXNet Gluon.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     defaults = ReproduceConfig()
     rep = sub.add_parser(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import os
 import shutil
 import struct
@@ -213,7 +214,7 @@ def download(target: Path) -> list[str]:
                 for name in FILES:
                     _fetch(base.rstrip("/") + "/" + name, staging / name)
                 _decode(staging)
-            except (OSError, DataError) as exc:
+            except (OSError, http.client.HTTPException, DataError) as exc:
                 failures.append(f"{base}: {exc}")
                 continue
             for name in FILES:

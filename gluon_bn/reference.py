@@ -1,0 +1,65 @@
+"""Float64 NumPy reference of the paper's batch normalization, forward and backward.
+
+Independent of MXNet, so layers can be checked against the formulas themselves.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["bn_backward", "bn_forward", "reduce_axes"]
+
+
+def reduce_axes(ndim: int) -> tuple[int, ...]:
+    """Axes BN averages over: the batch for (N, d), batch and space for (N, C, H, W)."""
+    if ndim not in (2, 4):
+        raise ValueError(f"expected a 2-D or 4-D input, got {ndim}-D")
+    return (0,) if ndim == 2 else (0, 2, 3)
+
+
+def _shaped(a, ndim: int) -> np.ndarray:
+    """A per-feature vector shaped to broadcast against an ``ndim`` input."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1)
+    return a.reshape((1, -1) + (1,) * (ndim - 2))
+
+
+def bn_forward(x, gamma, beta, moving_mean, moving_var, eps: float = 1e-5,
+               momentum: float = 0.9, training: bool = True):
+    """Return (y, new_moving_mean, new_moving_var) in float64, per-feature vectors for the stats.
+
+    Training uses the batch mean and the biased batch variance; prediction the moving ones.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    axes = reduce_axes(x.ndim)
+    mm = np.asarray(moving_mean, dtype=np.float64).reshape(-1)
+    mv = np.asarray(moving_var, dtype=np.float64).reshape(-1)
+    if training:
+        mean, var = x.mean(axis=axes), x.var(axis=axes)
+        mm, mv = momentum * mm + (1 - momentum) * mean, momentum * mv + (1 - momentum) * var
+    else:
+        mean, var = mm, mv
+    x_hat = (x - _shaped(mean, x.ndim)) / np.sqrt(_shaped(var, x.ndim) + eps)
+    return _shaped(gamma, x.ndim) * x_hat + _shaped(beta, x.ndim), mm, mv
+
+
+def bn_backward(x, gamma, dy, eps: float = 1e-5, training: bool = True,
+                moving_mean=None, moving_var=None):
+    """Analytic (dx, dgamma, dbeta) in float64 for the loss sum(dy * y).
+
+    In training the batch statistics depend on x, which adds the two mean terms to dx;
+    in prediction (``moving_mean``/``moving_var`` required) they are constants.
+    """
+    x, dy = np.asarray(x, dtype=np.float64), np.asarray(dy, dtype=np.float64)
+    axes = reduce_axes(x.ndim)
+    g = _shaped(gamma, x.ndim)
+    if training:
+        mean, var = x.mean(axis=axes, keepdims=True), x.var(axis=axes, keepdims=True)
+    else:
+        mean, var = _shaped(moving_mean, x.ndim), _shaped(moving_var, x.ndim)
+    inv_std = 1.0 / np.sqrt(var + eps)
+    x_hat = (x - mean) * inv_std
+    if training:
+        dx = g * inv_std * (dy - dy.mean(axis=axes, keepdims=True)
+                            - x_hat * (dy * x_hat).mean(axis=axes, keepdims=True))
+    else:
+        dx = g * inv_std * dy
+    return dx, (dy * x_hat).sum(axis=axes), dy.sum(axis=axes)

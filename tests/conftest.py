@@ -1,0 +1,85 @@
+"""Shared fixtures: the real Fashion-MNIST files, an isolated search path, a loopback mirror."""
+import functools
+import http.server
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from gluon_bn import data
+from gluon_bn.errors import DataError
+
+DEAD_URL = "http://127.0.0.1:9/"  # the discard port: connections are refused at once
+
+
+@pytest.fixture(scope="session")
+def real_data_dir() -> Path:
+    """Where the real Fashion-MNIST lives on this machine (CI installs dataset-fashion-mnist)."""
+    try:
+        return data.find_data_dir(download_missing=False)
+    except DataError as exc:
+        pytest.fail(f"real Fashion-MNIST is needed for these tests: {exc}")
+
+
+@pytest.fixture(autouse=True)
+def no_downloads(monkeypatch):
+    """No test reaches the internet: downloads go to a refused loopback port unless a test serves one."""
+    monkeypatch.setenv("GLUON_BN_DATA_URL", DEAD_URL)
+
+
+@pytest.fixture
+def isolated(monkeypatch, tmp_path):
+    """Empty search path: no $GLUON_BN_DATA, MXNet's cache in tmp, no Debian folder."""
+    monkeypatch.delenv("GLUON_BN_DATA", raising=False)
+    monkeypatch.setenv("MXNET_HOME", str(tmp_path / "mxnet-home"))
+    monkeypatch.setattr(data, "DEBIAN_DIR", tmp_path / "no-debian")
+    return tmp_path
+
+
+@pytest.fixture
+def data_copy(real_data_dir, tmp_path) -> Path:
+    """A private, writable copy of the four real files."""
+    target = tmp_path / "fashion"
+    target.mkdir()
+    for name in data.FILES:
+        shutil.copy(real_data_dir / name, target / name)
+    return target
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    """Serves a folder; files named in ``cut`` are sent half-way and the connection dropped."""
+
+    cut: frozenset = frozenset()
+
+    def log_message(self, *args):
+        pass
+
+    def copyfile(self, source, outputfile):
+        if Path(self.path).name in self.cut:
+            blob = source.read()
+            outputfile.write(blob[: len(blob) // 2])
+            self.close_connection = True
+            return
+        super().copyfile(source, outputfile)
+
+
+@pytest.fixture
+def mirror(real_data_dir, monkeypatch):
+    """Start a loopback HTTP mirror of the real files; call it with names to cut short."""
+    servers = []
+
+    def start(cut=()):
+        handler = type("Handler", (_Handler,), {"cut": frozenset(cut)})
+        server = http.server.ThreadingHTTPServer(
+            ("127.0.0.1", 0), functools.partial(handler, directory=str(real_data_dir)))
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        monkeypatch.setenv("GLUON_BN_DATA_URL", url)
+        return url
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()

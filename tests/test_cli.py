@@ -1,0 +1,113 @@
+"""``gluon-bn reproduce`` end to end on a real Fashion-MNIST subset, and its refusals."""
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from gluon_bn.record import load_record
+
+QUICK = ["--epochs", "2", "--num-train", "2048", "--num-test", "1000", "--batch-size", "256"]
+LINE = re.compile(r"^epoch (\d), loss \d\.\d{4}, train acc \d\.\d{3}, test acc \d\.\d{3}, time \d+\.\d sec$", re.M)
+
+
+def gluon_bn(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "gluon_bn", *args], capture_output=True, text=True,
+                          timeout=600, env=env)
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory, real_data_dir):
+    out = tmp_path_factory.mktemp("reproduce")
+    result = gluon_bn("reproduce", *QUICK, "--ctx", "cpu", "--seed", "3", "--out", str(out))
+    return result, out
+
+
+def test_reproduce_prints_the_chapters_lines(quick_run):
+    result, _ = quick_run
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    assert text.count("training on cpu(0)") == 2
+    assert [int(m) for m in LINE.findall(text)] == [1, 2, 1, 2]
+    assert text.index("== from scratch LeNet ==") < text.index("== nn.BatchNorm LeNet ==")
+    assert len(re.findall(r"first BN layer \(net\[1\]\) gamma: \[", text)) == 2
+    assert len(re.findall(r"first BN layer \(net\[1\]\) beta: +\[", text)) == 2
+    table = text[text.index("chapter loss"):]
+    assert re.search(r"from scratch +2 +\d\.\d{4} .*\| +0\.3051 +0\.890 +0\.870", table)
+    assert re.search(r"nn\.BatchNorm +2 +\d\.\d{4} .*\| +0\.3071 +0\.889 +0\.881", table)
+
+
+def test_reproduce_writes_record_and_plot(quick_run):
+    result, out = quick_run
+    record = load_record(out / "reproduce.json")
+    assert record["command"] == "reproduce" and record["complete"] is True
+    assert record["config"]["epochs"] == 2 and record["config"]["seed"] == 3
+    assert record["environment"]["context"] == "cpu(0)"
+    assert record["environment"]["packages"]["mxnet"] == "1.9.1"
+    assert record["data"]["release"] == "current"
+    assert record["wall_time"] > 0
+    for name in ("scratch", "gluon"):
+        model = record["results"][name]
+        assert [e["epoch"] for e in model["history"]] == [1, 2]
+        assert len(model["first_bn"]["gamma"]) == len(model["first_bn"]["beta"]) == 6
+    # The printed lines are the recorded numbers.
+    printed = LINE.findall(result.stdout)
+    assert len(printed) == 4
+    scratch_last = record["results"]["scratch"]["history"][-1]
+    assert f"loss {scratch_last['loss']:.4f}, train acc {scratch_last['train_acc']:.3f}" in result.stdout
+    png = (out / "reproduce.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+def test_same_seed_repeats_its_numbers_on_cpu(quick_run, tmp_path):
+    _, out = quick_run
+    again = gluon_bn("reproduce", *QUICK, "--ctx", "cpu", "--seed", "3", "--model", "scratch",
+                     "--out", str(tmp_path))
+    assert again.returncode == 0, again.stderr
+    strip = lambda h: [{k: v for k, v in e.items() if k != "time"} for e in h]  # noqa: E731
+    first = json.loads((out / "reproduce.json").read_text())["results"]["scratch"]
+    second = json.loads((tmp_path / "reproduce.json").read_text())["results"]["scratch"]
+    assert strip(first["history"]) == strip(second["history"])
+    assert first["first_bn"] == second["first_bn"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--epochs", "0"], "argument --epochs: must be positive, got 0"),
+    (["--batch-size", "-3"], "argument --batch-size: must be positive"),
+    (["--lr", "abc"], "argument --lr: 'abc' is not a float"),
+    (["--model", "resnet"], "argument --model: invalid choice: 'resnet'"),
+    (["--ctx", "tpu"], "argument --ctx: invalid choice: 'tpu'"),
+])
+def test_bad_arguments_exit_2_with_one_line(args, message, tmp_path):
+    result = gluon_bn("reproduce", *args, "--out", str(tmp_path))
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr and not list(tmp_path.iterdir())
+
+
+def test_gpu_that_is_not_there_is_refused_before_training(tmp_path):
+    result = gluon_bn("reproduce", "--ctx", "gpu", "--out", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("gluon-bn: error: --ctx gpu: MXNet sees no GPU")
+    assert len(result.stderr.strip().splitlines()) == 1 and "training on" not in result.stdout
+
+
+def test_unwritable_out_is_refused_before_training(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = gluon_bn("reproduce", "--ctx", "cpu", "--out", str(blocker / "out"))
+    assert result.returncode == 2 and "--out" in result.stderr and "cannot write there" in result.stderr
+    assert "Traceback" not in result.stderr and "training on" not in result.stdout
+
+
+def test_missing_data_is_one_clear_line(tmp_path):
+    import os
+    env = {**os.environ, "GLUON_BN_DATA_URL": "http://127.0.0.1:9/"}
+    result = gluon_bn("reproduce", "--ctx", "cpu", "--data-dir", str(tmp_path / "none"),
+                      "--out", str(tmp_path / "out"), env=env)
+    assert result.returncode == 1
+    err = result.stderr.strip()
+    assert err.startswith("gluon-bn: error: Fashion-MNIST not found. Searched: " + str(tmp_path / "none"))
+    assert "apt-get install dataset-fashion-mnist" in err and "Traceback" not in err
