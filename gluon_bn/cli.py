@@ -10,7 +10,7 @@ matplotlib.use("Agg")  # the CLI only writes PNG files
 
 from . import __version__  # noqa: E402
 from .errors import GluonBNError  # noqa: E402
-from .experiments import CONTEXTS, ReproduceConfig  # noqa: E402
+from .experiments import CONTEXTS, CompareConfig, ReproduceConfig  # noqa: E402
 
 __all__ = ["main"]
 
@@ -32,13 +32,37 @@ def _positive(kind):
     return parse
 
 
+def _run_arguments(parser: argparse.ArgumentParser, defaults) -> None:
+    """The settings every training command takes, with that command's defaults."""
+    parser.add_argument("--epochs", type=_positive(int), default=defaults.epochs)
+    parser.add_argument("--lr", type=_positive(float), default=defaults.lr, help="SGD learning rate")
+    parser.add_argument("--batch-size", type=_positive(int), default=defaults.batch_size)
+    parser.add_argument("--ctx", choices=CONTEXTS, default=defaults.ctx,
+                        help="where to train; auto picks gpu(0) when MXNet sees a GPU")
+    parser.add_argument("--seed", type=int, default=defaults.seed,
+                        help="seeds weights and batch order; a CPU run with the same seed repeats")
+    parser.add_argument("--data-dir", default=None,
+                        help="folder with the four Fashion-MNIST .gz files (default: search, then download)")
+    parser.add_argument("--out", default=defaults.out, help="folder for the record, report and plots")
+    parser.add_argument("--num-train", type=_positive(int), default=None,
+                        help="train on the first N training examples only (quick runs)")
+    parser.add_argument("--num-test", type=_positive(int), default=None,
+                        help="test on the first N test examples only (quick runs)")
+
+
+def _config(cls, args: argparse.Namespace, **extra):
+    """A run configuration from parsed arguments."""
+    return cls(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, ctx=args.ctx, seed=args.seed,
+               data_dir=args.data_dir, out=args.out, num_train=args.num_train, num_test=args.num_test,
+               **extra)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``gluon-bn`` argument parser with its subcommands."""
     parser = argparse.ArgumentParser(
         prog="gluon-bn", description="Batch normalization from Dive into Deep Learning, in MXNet Gluon.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    defaults = ReproduceConfig()
     rep = sub.add_parser(
         "reproduce", help="train the chapter's BN LeNets on Fashion-MNIST and compare with the book",
         description="Train LeNet with the from-scratch BatchNorm and with nn.BatchNorm using the "
@@ -48,34 +72,37 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     rep.add_argument("--model", choices=MODEL_CHOICES, default="both",
                      help="which LeNet: from-scratch BN, nn.BatchNorm, no BN, or scratch and gluon")
-    rep.add_argument("--epochs", type=_positive(int), default=defaults.epochs)
-    rep.add_argument("--lr", type=_positive(float), default=defaults.lr, help="SGD learning rate")
-    rep.add_argument("--batch-size", type=_positive(int), default=defaults.batch_size)
-    rep.add_argument("--ctx", choices=CONTEXTS, default=defaults.ctx,
-                     help="where to train; auto picks gpu(0) when MXNet sees a GPU")
-    rep.add_argument("--seed", type=int, default=defaults.seed,
-                     help="seeds weights and batch order; a CPU run with the same seed repeats")
-    rep.add_argument("--data-dir", default=None,
-                     help="folder with the four Fashion-MNIST .gz files (default: search, then download)")
-    rep.add_argument("--out", default=defaults.out, help="folder for reproduce.json and reproduce.png")
-    rep.add_argument("--num-train", type=_positive(int), default=None,
-                     help="train on the first N training examples only (quick runs)")
-    rep.add_argument("--num-test", type=_positive(int), default=None,
-                     help="test on the first N test examples only (quick runs)")
+    _run_arguments(rep, ReproduceConfig())
+    cmp_ = sub.add_parser(
+        "compare", help="the from-scratch BatchNorm side by side with nn.BatchNorm, every difference explained",
+        description="Hold both BN layers to a float64 reference, show each known difference at the "
+                    "defaults and closed once its cause is aligned, tabulate which statistics each "
+                    "autograd scope uses, train both LeNets from the same start and measure their "
+                    "drift, and time both layers. Prints the tables; writes compare.md, compare.json "
+                    "and PNG plots into --out. Exit status 1 when an agreement that should hold does not.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _run_arguments(cmp_, CompareConfig())
+    cmp_.add_argument("--steps", type=_positive(int), default=CompareConfig().steps,
+                      help="training steps before the moving statistics are checked")
+    cmp_.add_argument("--speed-repeats", type=_positive(int), default=CompareConfig().speed_repeats,
+                      help="timed repetitions per layer and shape")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors become one line on stderr and a non-zero status."""
     args = build_parser().parse_args(argv)
+    from . import experiments
     try:
         if args.command == "reproduce":
-            from .experiments import reproduce
-            config = ReproduceConfig(
-                models=MODEL_CHOICES[args.model], epochs=args.epochs, lr=args.lr,
-                batch_size=args.batch_size, ctx=args.ctx, seed=args.seed, data_dir=args.data_dir,
-                out=args.out, num_train=args.num_train, num_test=args.num_test)
-            reproduce(config)
+            experiments.reproduce(_config(ReproduceConfig, args, models=MODEL_CHOICES[args.model]))
+        elif args.command == "compare":
+            result = experiments.compare(_config(CompareConfig, args, steps=args.steps,
+                                                 speed_repeats=args.speed_repeats))
+            if result["failures"]:
+                print(f"gluon-bn: compare: {len(result['failures'])} agreement(s) did not hold: "
+                      + "; ".join(result["failures"]), file=sys.stderr)
+                return 1
     except GluonBNError as exc:
         print(f"gluon-bn: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -10,17 +10,21 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon, init
 
+from . import report
+from .bench import time_bn_layers
+from .comparison import (LAYERS, check_layer, copy_parameters, copy_state, known_differences,
+                         mode_table, model_drift)
 from .data import load_data_fashion_mnist, read_fashion_mnist
 from .errors import UsageError
-from .files import check_writable_dir
+from .files import atomic_write_text, check_writable_dir
 from .models import LABELS, NORMS, lenet
-from .plots import plot_histories
+from .plots import plot_drift, plot_histories
 from .record import environment, save_record
 from .report import chapter_table
 from .training import Epoch, train_ch5, try_gpu
 
-__all__ = ["CHAPTER", "CONTEXTS", "ModelRun", "ReproduceConfig", "reproduce", "resolve_context",
-           "train_model"]
+__all__ = ["CHAPTER", "CONTEXTS", "CompareConfig", "ModelRun", "ReproduceConfig", "RunConfig",
+           "compare", "compare_models", "reproduce", "resolve_context", "train_model"]
 
 #: The chapter's published run (GPU, lr 1.0, batch 256), epoch 5.
 CHAPTER = {
@@ -32,10 +36,9 @@ CONTEXTS = ("cpu", "gpu", "auto")
 
 
 @dataclass
-class ReproduceConfig:
-    """The chapter's settings by default: lr 1.0, 5 epochs, batch 256, Xavier init, SGD."""
+class RunConfig:
+    """Settings every training command shares; the chapter's by default."""
 
-    models: tuple[str, ...] = ("scratch", "gluon")
     epochs: int = 5
     lr: float = 1.0
     batch_size: int = 256
@@ -46,13 +49,8 @@ class ReproduceConfig:
     num_train: int | None = None
     num_test: int | None = None
 
-    def validate(self) -> "ReproduceConfig":
+    def validate(self) -> "RunConfig":
         """Raise UsageError naming the first setting that cannot work."""
-        for norm in self.models:
-            if norm not in NORMS:
-                raise UsageError(f"unknown model {norm!r}: choose from {', '.join(NORMS)}")
-        if not self.models:
-            raise UsageError("no model to train: name at least one of " + ", ".join(NORMS))
         for name in ("epochs", "batch_size", "num_train", "num_test"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value <= 0):
@@ -65,6 +63,22 @@ class ReproduceConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass
+class ReproduceConfig(RunConfig):
+    """``gluon-bn reproduce``: the chapter's two BN LeNets with its settings."""
+
+    models: tuple[str, ...] = ("scratch", "gluon")
+
+    def validate(self) -> "ReproduceConfig":
+        if not self.models:
+            raise UsageError("no model to train: name at least one of " + ", ".join(NORMS))
+        for norm in self.models:
+            if norm not in NORMS:
+                raise UsageError(f"unknown model {norm!r}: choose from {', '.join(NORMS)}")
+        super().validate()
+        return self
 
 
 def resolve_context(name: str) -> mx.Context:
@@ -103,19 +117,31 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed)
 
 
-def train_model(norm: str, config: ReproduceConfig, ctx: mx.Context,
-                log: Callable[[str], None] = print) -> ModelRun:
-    """Build, initialise and train one LeNet exactly as the chapter does."""
+def build_model(norm: str, ctx: mx.Context) -> gluon.Block:
+    """The chapter's LeNet with ``norm``, Xavier-initialised on ``ctx``."""
+    net = lenet(norm)
+    net.initialize(ctx=ctx, init=init.Xavier())
+    return net
+
+
+def train_model(norm: str, config: RunConfig, ctx: mx.Context, log: Callable[[str], None] = print,
+                net: gluon.Block | None = None,
+                on_epoch_end: Callable[[Epoch, gluon.Block], None] | None = None) -> ModelRun:
+    """Train one LeNet exactly as the chapter does (a fresh seeded one unless ``net`` is given).
+
+    The batch order depends only on ``config.seed``, so models trained with one config see
+    the same batches.
+    """
     start = time.perf_counter()
-    seed_everything(config.seed)
+    if net is None:
+        seed_everything(config.seed)
+        net = build_model(norm, ctx)
     train_iter, test_iter = load_data_fashion_mnist(
         config.batch_size, root=config.data_dir, seed=config.seed,
         num_train=config.num_train, num_test=config.num_test)
-    net = lenet(norm)
-    net.initialize(ctx=ctx, init=init.Xavier())
     trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': config.lr})
     history = train_ch5(net, train_iter, test_iter, config.batch_size, trainer, ctx,
-                        config.epochs, log=log)
+                        config.epochs, log=log, on_epoch_end=on_epoch_end)
     run = ModelRun(norm, history, wall_time=time.perf_counter() - start)
     if norm != "none":
         run.gamma = net[1].gamma.data().reshape((-1,)).asnumpy().tolist()
@@ -123,8 +149,8 @@ def train_model(norm: str, config: ReproduceConfig, ctx: mx.Context,
     return run
 
 
-def reproduce(config: ReproduceConfig, log: Callable[[str], None] = print) -> dict:
-    """Train each configured model, print the chapter's lines, write record and plot."""
+def prepare(config: RunConfig, log: Callable[[str], None] = print):
+    """Check everything a run needs before any training: settings, context, --out, data."""
     config.validate()
     ctx = resolve_context(config.ctx)
     out = Path(config.out)
@@ -135,12 +161,18 @@ def reproduce(config: ReproduceConfig, log: Callable[[str], None] = print) -> di
                          "choose a writable folder") from None
     data = read_fashion_mnist(config.data_dir)
     log(f"Fashion-MNIST ({data.release} release) from {data.directory}")
+    extra = {"environment": environment(ctx),
+             "data": {"directory": str(data.directory), "release": data.release}}
+    return ctx, out, extra
+
+
+def reproduce(config: ReproduceConfig, log: Callable[[str], None] = print) -> dict:
+    """Train each configured model, print the chapter's lines, write record and plot."""
+    ctx, out, extra = prepare(config, log)
+    extra["chapter"] = {"epoch": CHAPTER_EPOCH, "results": CHAPTER}
     started = time.perf_counter()
     runs: dict[str, ModelRun] = {}
     record_path, plot_path = out / "reproduce.json", out / "reproduce.png"
-    extra = {"environment": environment(ctx),
-             "data": {"directory": str(data.directory), "release": data.release},
-             "chapter": {"epoch": CHAPTER_EPOCH, "results": CHAPTER}}
     for norm in config.models:
         log(f"\n== {LABELS[norm]} LeNet ==")
         run = runs[norm] = train_model(norm, config, ctx, log)
@@ -157,3 +189,88 @@ def reproduce(config: ReproduceConfig, log: Callable[[str], None] = print) -> di
     log("\n" + chapter_table({name: r.history for name, r in runs.items()}, CHAPTER, CHAPTER_EPOCH))
     log(f"\nwrote {record_path} and {plot_path}")
     return {"record": record_path, "plot": plot_path, "runs": runs}
+
+
+@dataclass
+class CompareConfig(RunConfig):
+    """``gluon-bn compare``: layer checks, known differences, two LeNets in lockstep, speed."""
+
+    epochs: int = 3
+    steps: int = 3
+    speed_repeats: int = 10
+    layers: dict = field(default_factory=lambda: dict(LAYERS))
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k != "layers"} | {"layers": list(self.layers)}
+
+
+#: Shapes the layer checks run at: LeNet's first conv and first dense BN, and a small batch
+#: where the variance estimator and reduction axes matter most.
+CHECK_SHAPES = ((256, 6, 24, 24), (256, 120), (8, 3, 2, 2))
+
+
+def compare_models(config: CompareConfig, ctx: mx.Context, log: Callable[[str], None] = print) -> dict:
+    """Train the scratch and the Gluon LeNet from the same weights on the same batches.
+
+    Returns both histories and, per epoch (0 = the shared start), how far the two models
+    have drifted apart: weights, moving statistics, logits and predictions on a test probe.
+    """
+    seed_everything(config.seed)
+    nets = {norm: build_model(norm, ctx) for norm in ("scratch", "gluon")}
+    _, test_iter = load_data_fashion_mnist(512, root=config.data_dir, num_test=512)
+    probe = next(iter(test_iter))[0].as_in_context(ctx)
+    for net in nets.values():
+        net(probe)  # completes Gluon's deferred init; prediction mode changes no statistics
+    copy_parameters(nets["scratch"], nets["gluon"])
+    snapshots = [build_model("scratch", ctx)]  # the scratch model after each epoch
+    snapshots[0](probe)
+    copy_state(nets["scratch"], snapshots[0])
+    drift = [{"epoch": 0, **model_drift(nets["scratch"], nets["gluon"], probe)}]
+
+    def snapshot(epoch: Epoch, net: gluon.Block) -> None:
+        copy = build_model("scratch", ctx)
+        copy(probe)
+        copy_state(net, copy)
+        snapshots.append(copy)
+
+    def measure(epoch: Epoch, net: gluon.Block) -> None:
+        drift.append({"epoch": epoch.epoch, **model_drift(snapshots[epoch.epoch], net, probe)})
+
+    runs = {}
+    for norm, callback in (("scratch", snapshot), ("gluon", measure)):
+        log(f"\n== {LABELS[norm]} LeNet (shared start) ==")
+        runs[norm] = train_model(norm, config, ctx, log, net=nets[norm], on_epoch_end=callback)
+    return {"runs": runs, "drift": drift}
+
+
+def compare(config: CompareConfig, log: Callable[[str], None] = print) -> dict:
+    """Run every comparison, print its tables, write compare.md, compare.json and plots."""
+    ctx, out, extra = prepare(config, log)
+    started = time.perf_counter()
+    checks = [c for name, factory in config.layers.items() for shape in CHECK_SHAPES
+              for c in check_layer(factory, shape, name, steps=config.steps, ctx=ctx, seed=config.seed)]
+    differences = known_differences(ctx, seed=config.seed)
+    modes = mode_table(ctx, seed=config.seed)
+    layer_text = report.layer_sections(checks, differences, modes, ctx)
+    log("\n" + layer_text)
+    models = compare_models(config, ctx, log)
+    speed = time_bn_layers(config.layers, ctx=ctx, repeats=config.speed_repeats)
+    curves, drift_png = out / "compare_curves.png", out / "compare_drift.png"
+    histories = {name: run.history for name, run in models["runs"].items()}
+    plot_histories(histories, curves, title=f"scratch vs nn.BatchNorm LeNet from the same start, {ctx}")
+    plot_drift(models["drift"], drift_png)
+    model_text = report.model_sections(histories, models["drift"], speed)
+    log("\n" + model_text)
+    failures = report.failures(checks, differences, modes)
+    text = report.compare_markdown(layer_text, model_text, failures, extra, config.to_dict(),
+                                   [curves.name, drift_png.name])
+    atomic_write_text(out / "compare.md", text)
+    save_record(out / "compare.json", "compare", config.to_dict(),
+                {"checks": [c.to_dict() for c in checks], "differences": [d.to_dict() for d in differences],
+                 "modes": [m.to_dict() for m in modes],
+                 "models": {name: run.to_dict() for name, run in models["runs"].items()},
+                 "drift": models["drift"], "speed": speed},
+                **extra, failures=failures, wall_time=time.perf_counter() - started)
+    log(f"\nwrote {out / 'compare.md'}, {out / 'compare.json'}, {curves} and {drift_png}")
+    return {"failures": failures, "checks": checks, "differences": differences, "modes": modes,
+            "drift": models["drift"], "speed": speed, "out": out}

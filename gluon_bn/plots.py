@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from .files import atomic_write_bytes
 from .models import LABELS
 
-__all__ = ["plot_histories"]
+__all__ = ["plot_drift", "plot_histories"]
 
 _PANELS = (("loss", "training loss"), ("train_acc", "train accuracy"), ("test_acc", "test accuracy"))
 
@@ -19,6 +19,15 @@ _PANELS = (("loss", "training loss"), ("train_acc", "train accuracy"), ("test_ac
 def _rows(history: Sequence) -> list[dict]:
     """Epochs as dicts, whether given as ``Epoch`` objects or as loaded from a record."""
     return [row if isinstance(row, Mapping) else row.to_dict() for row in history]
+
+
+def _save(fig: Figure, path: str | os.PathLike | None) -> Figure:
+    """Write ``fig`` as a PNG atomically when ``path`` is given."""
+    if path is not None:
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=110)
+        atomic_write_bytes(path, buffer.getvalue())
+    return fig
 
 
 def plot_histories(histories: Mapping[str, Sequence], path: str | os.PathLike | None = None,
@@ -46,8 +55,23 @@ def plot_histories(histories: Mapping[str, Sequence], path: str | os.PathLike | 
     axes[0].legend(fontsize="small")
     if title:
         fig.suptitle(title)
-    if path is not None:
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=110)
-        atomic_write_bytes(path, buffer.getvalue())
-    return fig
+    return _save(fig, path)
+
+
+_DRIFT = (("param_rel_diff", "weights: relative difference"),
+          ("stats_rel_diff", "moving statistics: relative difference"),
+          ("logits_max_abs_diff", "test logits: max absolute difference"),
+          ("prediction_agreement", "test predictions: agreement"))
+
+
+def plot_drift(drift: Sequence[Mapping], path: str | os.PathLike | None = None) -> Figure:
+    """How two models trained from one start drift apart, per epoch (from ``model_drift`` rows)."""
+    fig, axes = plt.subplots(1, len(_DRIFT), figsize=(14, 3.4), constrained_layout=True)
+    epochs = [row["epoch"] for row in drift]
+    for ax, (key, label) in zip(axes, _DRIFT):
+        ax.plot(epochs, [row[key] for row in drift], "o-")
+        ax.set_xlabel("epoch")
+        ax.set_title(label, fontsize="medium")
+        ax.grid(alpha=0.3)
+    fig.suptitle("from-scratch vs nn.BatchNorm LeNet, same start, same batches")
+    return _save(fig, path)

@@ -46,11 +46,13 @@ def evaluate_accuracy(data_iter: Iterable, net: gluon.Block, ctx: mx.Context | N
 
 def train_ch5(net: gluon.Block, train_iter: Iterable, test_iter: Iterable, batch_size: int,
               trainer: gluon.Trainer, ctx: mx.Context, num_epochs: int, *,
-              log: Callable[[str], None] = print) -> list[Epoch]:
+              log: Callable[[str], None] = print,
+              on_epoch_end: Callable[[Epoch, gluon.Block], None] | None = None) -> list[Epoch]:
     """Train ``net`` as the chapter does, print its line each epoch, return the history.
 
     As in the chapter, ``trainer.step(batch_size)`` scales every step by the full
     batch size, the last partial batch included. A progress bar shows on a terminal.
+    ``on_epoch_end(epoch, net)`` runs after each epoch's line (to snapshot the model).
     """
     log(f"training on {ctx}")
     loss = gluon.loss.SoftmaxCrossEntropyLoss()
@@ -73,4 +75,6 @@ def train_ch5(net: gluon.Block, train_iter: Iterable, test_iter: Iterable, batch
                        timer.stop())
         history.append(result)
         log(result.line())
+        if on_epoch_end is not None:
+            on_epoch_end(result, net)
     return history

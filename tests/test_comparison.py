@@ -1,0 +1,92 @@
+"""The comparison harness: agreements hold, differences show and close, wrong layers are caught."""
+import mxnet as mx
+import pytest
+from mxnet import autograd, init, nd
+from mxnet.gluon import nn
+
+from gluon_bn import lenet
+from gluon_bn.comparison import (LAYERS, check_layer, copy_parameters, copy_state, known_differences,
+                                 mode_table, model_drift, variance_estimator)
+from wrong_layers import wrong_layer
+
+SHAPES = [(64, 4, 5, 5), (32, 10), (8, 3, 2, 2)]
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+@pytest.mark.parametrize("shape", SHAPES)
+def test_both_layers_agree_with_the_reference(name, shape):
+    checks = check_layer(LAYERS[name], shape, name, steps=3)
+    assert [c.quantity for c in checks] == ["train output", "dX", "dgamma", "dbeta", "moving mean",
+                                            "moving var", "predict output"]
+    assert all(c.passed for c in checks), [c for c in checks if not c.passed]
+
+
+@pytest.mark.parametrize("mistake,shape,caught", [
+    ("unbiased", (8, 3, 2, 2), {"train output", "dX", "moving var", "predict output"}),
+    ("unbiased", (256, 120), {"train output", "moving var"}),
+    ("axis", (8, 3, 2, 2), {"train output", "dX", "moving mean", "moving var"}),
+    ("momentum", (32, 10), {"moving mean", "moving var", "predict output"}),
+])
+def test_harness_catches_a_wrong_layer(mistake, shape, caught):
+    checks = check_layer(wrong_layer(mistake), shape, f"wrong-{mistake}")
+    failed = {c.quantity for c in checks if not c.passed}
+    assert caught <= failed
+
+
+def test_harness_refuses_a_block_it_cannot_read():
+    with pytest.raises(TypeError, match="moving_mean/moving_var"):
+        check_layer(lambda c, ndim: nn.Dense(c), (4, 3), "dense")
+
+
+def test_every_known_difference_shows_and_closes_on_cpu():
+    rows = {d.name: d for d in known_differences(mx.cpu())}
+    assert set(rows) == {"initial moving_var", "update in forward vs backward", "running-variance estimator",
+                         "momentum convention", "eps convention"}
+    for d in rows.values():
+        assert d.ok and d.closes, d
+        assert d.explanation
+    for name in ("initial moving_var", "update in forward vs backward", "momentum convention", "eps convention"):
+        assert rows[name].visible
+    assert not rows["running-variance estimator"].visible  # biased on CPU, like the chapter
+
+
+def test_cpu_operator_uses_the_biased_variance_for_running_var():
+    est = variance_estimator(mx.cpu())
+    assert est["estimator"] == "biased" and est["gap_to_biased"] < 1e-5 < est["gap_to_unbiased"]
+
+
+def test_mode_table_both_layers_use_the_same_statistics_everywhere():
+    rows = mode_table(mx.cpu())
+    table = {(r.scope, r.layer): (r.statistics, r.updated) for r in rows}
+    for scope in {r.scope for r in rows}:
+        assert table[(scope, "scratch")][0] == table[(scope, "gluon")][0] != "neither"
+    assert table[("record() + backward()", "gluon")] == ("batch", True)
+    assert table[("record() without backward()", "scratch")] == ("batch", True)
+    assert table[("record() without backward()", "gluon")] == ("batch", False)
+    assert table[("train_mode() without record()", "gluon")] == ("batch", False)
+    assert table[("record(train_mode=False) + backward()", "scratch")] == ("moving", False)
+    assert table[("no scope (plain call)", "gluon")] == ("moving", False)
+
+
+def test_copy_parameters_gives_the_same_function_from_the_same_start():
+    a, b = lenet("scratch"), lenet("gluon")
+    probe = nd.random.uniform(shape=(16, 1, 28, 28))
+    for net in (a, b):
+        net.initialize(init=init.Xavier())
+        net(probe)
+    copy_state(a, b)  # weights and moving statistics: the two models now compute the same thing
+    drift = model_drift(a, b, probe)
+    assert drift["param_rel_diff"] == 0 and drift["stats_rel_diff"] == 0
+    assert drift["logits_max_abs_diff"] < 1e-3 and drift["prediction_agreement"] == 1.0
+    with autograd.record():
+        ya, yb = a(probe), b(probe)
+    assert float(nd.abs(ya - yb).max().asscalar()) < 1e-3
+
+
+def test_copy_parameters_refuses_different_architectures():
+    a, b = lenet("scratch"), lenet("none")
+    for net in (a, b):
+        net.initialize()
+        net(nd.zeros((1, 1, 28, 28)))
+    with pytest.raises(ValueError, match="same learnable parameters"):
+        copy_parameters(a, b)
