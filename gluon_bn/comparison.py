@@ -269,8 +269,9 @@ def known_differences(ctx: mx.Context | None = None, seed: int = 0) -> list[Diff
         "The chapter's layer updates its moving statistics in forward whenever autograd is "
         "training. MXNet's CPU BatchNorm operator folds the batch statistics into running_mean/var "
         "in its backward pass, so a forward inside autograd.record() without backward() (or under "
-        "autograd.train_mode() without recording) leaves them unchanged. cuDNN on a GPU updates "
-        "in forward. Aligned: call backward() after the forward."))
+        "autograd.train_mode() without recording) leaves them unchanged. On a GPU, MXNet's cuDNN "
+        "path hands the running statistics to cudnnBatchNormalizationForwardTraining, which "
+        "updates them in forward. Aligned: call backward() after the forward."))
 
     # (c) The variance estimate folded into the running variance: biased (m) or unbiased (m - 1).
     est = variance_estimator(ctx, seed=seed)

@@ -7,6 +7,7 @@ from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .files import atomic_write_bytes
 from .models import LABELS
@@ -49,6 +50,7 @@ def plot_histories(histories: Mapping[str, Sequence], path: str | os.PathLike | 
                 ax.plot([reference_epoch], [reference[name][key]], "x", color=color, markersize=10,
                         label=f"{LABELS.get(name, name)} (chapter)")
     for ax, (_, label) in zip(axes, _PANELS):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_title(label)
         ax.grid(alpha=0.3)
@@ -70,6 +72,7 @@ def plot_drift(drift: Sequence[Mapping], path: str | os.PathLike | None = None) 
     epochs = [row["epoch"] for row in drift]
     for ax, (key, label) in zip(axes, _DRIFT):
         ax.plot(epochs, [row[key] for row in drift], "o-")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_title(label, fontsize="medium")
         ax.grid(alpha=0.3)
