@@ -25,8 +25,8 @@ def _positive(kind):
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        if not 0 < value < float("inf"):
+            raise argparse.ArgumentTypeError(f"must be positive and finite, got {text}")
         return value
     parse.__name__ = f"positive {kind.__name__}"
     return parse
@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--model", choices=MODEL_CHOICES, default="both",
                      help="which LeNet: from-scratch BN, nn.BatchNorm, no BN, or scratch and gluon")
     _run_arguments(rep, ReproduceConfig())
+    rep.add_argument("--resume", action="store_true",
+                     help="continue from the checkpoints in --out (written after every epoch and on Ctrl-C)")
     cmp_ = sub.add_parser(
         "compare", help="the from-scratch BatchNorm side by side with nn.BatchNorm, every difference explained",
         description="Hold both BN layers to a float64 reference, show each known difference at the "
@@ -95,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     from . import experiments
     try:
         if args.command == "reproduce":
-            experiments.reproduce(_config(ReproduceConfig, args, models=MODEL_CHOICES[args.model]))
+            experiments.reproduce(_config(ReproduceConfig, args, models=MODEL_CHOICES[args.model],
+                                          resume=args.resume))
         elif args.command == "compare":
             result = experiments.compare(_config(CompareConfig, args, steps=args.steps,
                                                  speed_repeats=args.speed_repeats))

@@ -265,6 +265,9 @@ class ArrayLoader:
         self.labels = labels.astype(np.int32)
         self.batch_size, self.shuffle, self.resize = batch_size, shuffle, resize
         self.rng = np.random.default_rng(seed)
+        self._pass_start: dict | None = None  # RNG state when the pass under way began
+        self._position = 0                     # batches handed out in that pass
+        self._skip = 0                         # batches to skip at the next pass (resume)
 
     def __len__(self) -> int:
         return -(-len(self.labels) // self.batch_size)
@@ -273,16 +276,31 @@ class ArrayLoader:
     def num_examples(self) -> int:
         return len(self.labels)
 
+    def state(self) -> dict:
+        """Where the batch order stands, as JSON: resuming it repeats the remaining batches."""
+        if self._pass_start is not None:
+            return {"rng": self._pass_start, "skip": self._position}
+        return {"rng": self.rng.bit_generator.state, "skip": 0}
+
+    def restore(self, state: dict) -> None:
+        """Continue from ``state()``: the next pass skips the batches already handed out."""
+        self.rng.bit_generator.state = state["rng"]
+        self._skip = state["skip"]
+
     def __iter__(self) -> Iterator[tuple[nd.NDArray, nd.NDArray]]:
         n = len(self.labels)
+        self._pass_start, self._position = self.rng.bit_generator.state, self._skip
         order = self.rng.permutation(n) if self.shuffle else None
-        for start in range(0, n, self.batch_size):
+        first, self._skip = self._position * self.batch_size, 0
+        for start in range(first, n, self.batch_size):
             idx = slice(start, start + self.batch_size) if order is None \
                 else order[start:start + self.batch_size]
             X = nd.array(self.images[idx], dtype=np.float32)
             if self.resize:
                 X = nd.contrib.BilinearResize2D(X, height=self.resize, width=self.resize)
+            self._position += 1
             yield X, nd.array(self.labels[idx], dtype=np.int32)
+        self._pass_start, self._position = None, 0
 
 
 def load_data_fashion_mnist(batch_size: int, resize: int | None = None,

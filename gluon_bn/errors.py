@@ -1,6 +1,6 @@
 """Errors meant for the user: each message names the problem and the fix."""
 
-__all__ = ["GluonBNError", "DataError", "UsageError"]
+__all__ = ["DataError", "Diverged", "GluonBNError", "Interrupted", "TrainingInterrupted", "UsageError"]
 
 
 class GluonBNError(Exception):
@@ -17,3 +17,27 @@ class UsageError(GluonBNError):
     """A command-line value that cannot work, caught before any training starts."""
 
     exit_code = 2
+
+
+class Diverged(GluonBNError):
+    """The training loss became NaN or infinite; no update was applied from that batch."""
+
+    def __init__(self, epoch: int, batch: int, loss: float, lr: float):
+        self.epoch, self.batch, self.loss, self.lr = epoch, batch, loss, lr
+        super().__init__(
+            f"training diverged: loss {loss} at epoch {epoch}, batch {batch} with learning rate {lr:g}; "
+            f"try a lower learning rate, e.g. --lr {lr / 2:g}")
+
+
+class Interrupted(GluonBNError):
+    """The user stopped a run; what it had done is saved and can be resumed."""
+
+    exit_code = 130
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """``train_ch5`` stopped at a batch boundary on request, with the partial epoch's sums."""
+
+    def __init__(self, epoch: int, metric: list[float]):
+        super().__init__(f"interrupted during epoch {epoch + 1}")
+        self.epoch, self.metric = epoch, metric

@@ -1,8 +1,12 @@
 """Experiment configurations and runs: config in, trained models' record and plot out."""
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -12,10 +16,11 @@ from mxnet import gluon, init
 
 from . import report
 from .bench import time_bn_layers
+from .checkpoint import Checkpointer
 from .comparison import (LAYERS, check_layer, copy_parameters, copy_state, known_differences,
                          mode_table, model_drift)
 from .data import load_data_fashion_mnist, read_fashion_mnist
-from .errors import UsageError
+from .errors import Diverged, Interrupted, TrainingInterrupted, UsageError
 from .files import atomic_write_text, check_writable_dir
 from .models import LABELS, NORMS, lenet
 from .plots import plot_drift, plot_histories
@@ -24,7 +29,7 @@ from .report import chapter_table
 from .training import Epoch, train_ch5, try_gpu
 
 __all__ = ["CHAPTER", "CONTEXTS", "CompareConfig", "ModelRun", "ReproduceConfig", "RunConfig",
-           "compare", "compare_models", "reproduce", "resolve_context", "train_model"]
+           "compare", "compare_models", "quick_mode", "reproduce", "resolve_context", "train_model"]
 
 #: The chapter's published run (GPU, lr 1.0, batch 256), epoch 5.
 CHAPTER = {
@@ -33,6 +38,7 @@ CHAPTER = {
 }
 CHAPTER_EPOCH = 5
 CONTEXTS = ("cpu", "gpu", "auto")
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass
@@ -55,8 +61,9 @@ class RunConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value <= 0):
                 raise UsageError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
-        if not self.lr > 0:
-            raise UsageError(f"lr must be positive, got {self.lr!r}")
+        if not 0 < self.lr <= FLOAT32_MAX:
+            raise UsageError(f"lr must be positive and at most {FLOAT32_MAX:.3g} (MXNet passes it to "
+                             f"its optimizer as float32), got {self.lr!r}")
         if self.ctx not in CONTEXTS:
             raise UsageError(f"unknown context {self.ctx!r}: choose from {', '.join(CONTEXTS)}")
         return self
@@ -70,6 +77,7 @@ class ReproduceConfig(RunConfig):
     """``gluon-bn reproduce``: the chapter's two BN LeNets with its settings."""
 
     models: tuple[str, ...] = ("scratch", "gluon")
+    resume: bool = False
 
     def validate(self) -> "ReproduceConfig":
         if not self.models:
@@ -79,6 +87,19 @@ class ReproduceConfig(RunConfig):
                 raise UsageError(f"unknown model {norm!r}: choose from {', '.join(NORMS)}")
         super().validate()
         return self
+
+
+#: Set to 1 to run notebooks (and anything that asks ``quick_mode``) on a small real subset.
+QUICK_ENV = "GLUON_BN_QUICK"
+QUICK = {"epochs": 1, "num_train": 2048, "num_test": 1000}
+
+
+def quick_mode(config: RunConfig) -> RunConfig:
+    """``config`` shrunk to a small real subset when ``$GLUON_BN_QUICK`` is 1, else unchanged."""
+    if os.environ.get(QUICK_ENV) != "1":
+        return config
+    extra = {"speed_repeats": 2} if hasattr(config, "speed_repeats") else {}
+    return replace(config, **QUICK, **extra)
 
 
 def resolve_context(name: str) -> mx.Context:
@@ -124,13 +145,33 @@ def build_model(norm: str, ctx: mx.Context) -> gluon.Block:
     return net
 
 
+#: Settings a checkpoint must share with the run that resumes it.
+RESUME_KEYS = ("lr", "batch_size", "seed", "num_train", "num_test")
+
+
+@contextlib.contextmanager
+def stop_on_sigint():
+    """Turn Ctrl-C into a flag that training checks at the next batch boundary."""
+    requested = []
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: requested.append(True))
+    try:
+        yield lambda: bool(requested)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def train_model(norm: str, config: RunConfig, ctx: mx.Context, log: Callable[[str], None] = print,
                 net: gluon.Block | None = None,
-                on_epoch_end: Callable[[Epoch, gluon.Block], None] | None = None) -> ModelRun:
+                on_epoch_end: Callable[[Epoch, gluon.Block], None] | None = None,
+                checkpoints: Path | None = None, resume: bool = False) -> ModelRun:
     """Train one LeNet exactly as the chapter does (a fresh seeded one unless ``net`` is given).
 
     The batch order depends only on ``config.seed``, so models trained with one config see
-    the same batches.
+    the same batches. With ``checkpoints`` the state is saved after every epoch and on
+    Ctrl-C (at the next batch boundary); with ``resume`` training continues from there.
     """
     start = time.perf_counter()
     if net is None:
@@ -140,13 +181,57 @@ def train_model(norm: str, config: RunConfig, ctx: mx.Context, log: Callable[[st
         config.batch_size, root=config.data_dir, seed=config.seed,
         num_train=config.num_train, num_test=config.num_test)
     trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': config.lr})
-    history = train_ch5(net, train_iter, test_iter, config.batch_size, trainer, ctx,
-                        config.epochs, log=log, on_epoch_end=on_epoch_end)
+    ckpt = Checkpointer(checkpoints) if checkpoints is not None else None
+    history: list[Epoch] = []
+    start_epoch, start_metric = 0, None
+    if ckpt is not None and resume and ckpt.exists():
+        _check_resumable(ckpt, config)
+        net(next(iter(test_iter))[0].as_in_context(ctx))  # complete deferred shapes before loading
+        meta = ckpt.load(net, trainer, ctx)
+        train_iter.restore(meta["loader"])
+        history = [Epoch(**e) for e in meta["history"]]
+        start_epoch, start_metric = meta["epochs_done"], meta.get("partial")
+        log(f"resuming from {ckpt.directory} after epoch {start_epoch}"
+            + (f" and {int(start_metric[2])} examples of epoch {start_epoch + 1}" if start_metric else ""))
+        for e in history:
+            log(e.line())
+
+    def save(epochs_done: int, partial: list[float] | None = None) -> None:
+        ckpt.save(net, trainer, {"model": norm, "settings": {k: getattr(config, k) for k in RESUME_KEYS},
+                                 "epochs_done": epochs_done, "partial": partial,
+                                 "history": [e.to_dict() for e in history], "loader": train_iter.state()})
+
+    def epoch_end(epoch: Epoch, trained: gluon.Block) -> None:
+        history.append(epoch)
+        if ckpt is not None:
+            save(epoch.epoch)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, trained)
+
+    with (stop_on_sigint() if ckpt is not None else contextlib.nullcontext(None)) as should_stop:
+        try:
+            train_ch5(net, train_iter, test_iter, config.batch_size, trainer, ctx, config.epochs, log=log,
+                      on_epoch_end=epoch_end, start_epoch=start_epoch, start_metric=start_metric,
+                      should_stop=should_stop)
+        except TrainingInterrupted as exc:
+            save(exc.epoch, exc.metric)
+            raise Interrupted(f"interrupted during epoch {exc.epoch + 1} of {LABELS[norm]}; its state is "
+                              f"saved in {ckpt.directory}: run the same command with --resume to "
+                              "continue") from None
     run = ModelRun(norm, history, wall_time=time.perf_counter() - start)
     if norm != "none":
         run.gamma = net[1].gamma.data().reshape((-1,)).asnumpy().tolist()
         run.beta = net[1].beta.data().reshape((-1,)).asnumpy().tolist()
     return run
+
+
+def _check_resumable(ckpt: Checkpointer, config: RunConfig) -> None:
+    """Refuse to continue a checkpoint made with other settings."""
+    saved = ckpt.meta()["settings"]
+    differ = [f"{k} {saved[k]} (now {getattr(config, k)})" for k in RESUME_KEYS if saved[k] != getattr(config, k)]
+    if differ:
+        raise UsageError(f"--resume: the checkpoint in {ckpt.directory} was made with " + ", ".join(differ)
+                         + "; rerun with those settings, or without --resume (or another --out) to start afresh")
 
 
 def prepare(config: RunConfig, log: Callable[[str], None] = print):
@@ -173,16 +258,26 @@ def reproduce(config: ReproduceConfig, log: Callable[[str], None] = print) -> di
     started = time.perf_counter()
     runs: dict[str, ModelRun] = {}
     record_path, plot_path = out / "reproduce.json", out / "reproduce.png"
+    def write_record(**status) -> None:
+        save_record(record_path, "reproduce", config.to_dict(), {name: r.to_dict() for name, r in runs.items()},
+                    **extra, complete=len(runs) == len(config.models), **status,
+                    wall_time=time.perf_counter() - started)
+
     for norm in config.models:
         log(f"\n== {LABELS[norm]} LeNet ==")
-        run = runs[norm] = train_model(norm, config, ctx, log)
+        try:
+            run = runs[norm] = train_model(norm, config, ctx, log, checkpoints=out / "checkpoints" / norm,
+                                           resume=config.resume)
+        except Diverged as exc:
+            write_record(diverged={"model": norm, "epoch": exc.epoch, "batch": exc.batch, "loss": str(exc.loss)})
+            raise
+        except Interrupted:
+            write_record(interrupted=norm)
+            raise
         if run.gamma:
             log(f"first BN layer (net[1]) gamma: {np.array2string(np.array(run.gamma), precision=4)}")
             log(f"first BN layer (net[1]) beta:  {np.array2string(np.array(run.beta), precision=4)}")
-        save_record(record_path, "reproduce", config.to_dict(),
-                    {name: r.to_dict() for name, r in runs.items()}, **extra,
-                    complete=len(runs) == len(config.models),
-                    wall_time=time.perf_counter() - started)
+        write_record()
     plot_histories({name: r.history for name, r in runs.items()}, plot_path, reference=CHAPTER,
                    reference_epoch=CHAPTER_EPOCH,
                    title=f"LeNet on Fashion-MNIST, lr {config.lr}, batch {config.batch_size}, {ctx}")

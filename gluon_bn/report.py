@@ -5,8 +5,9 @@ from typing import Mapping, Sequence
 
 from .models import LABELS
 
-__all__ = ["chapter_table", "compare_markdown", "failures", "layer_sections", "markdown_table",
-           "model_sections", "speed_table"]
+__all__ = ["chapter_table", "checks_table", "compare_markdown", "differences_table", "drift_table",
+           "failures", "histories_table", "layer_sections", "markdown_table", "model_sections",
+           "modes_table", "speed_table"]
 
 
 def chapter_table(histories: Mapping[str, Sequence], published: Mapping[str, Mapping[str, float]],
@@ -44,57 +45,58 @@ def _shape(shape) -> str:
     return "(" + ", ".join(str(n) for n in shape) + ")"
 
 
-def layer_sections(checks, differences, modes, ctx) -> str:
-    """The layer-level evidence: agreement table, differences with their causes, autograd scopes."""
-    agreement = markdown_table(
+def checks_table(checks) -> str:
+    """Agreement of each layer with the float64 reference, one row per quantity."""
+    return markdown_table(
         ["layer", "input shape", "quantity", "max abs err", "max rel err", "tolerance (atol, rtol)", "result"],
         [[LABELS.get(c.layer, c.layer), _shape(c.shape), c.quantity, f"{c.max_abs:.1e}", f"{c.max_rel:.1e}",
           f"{c.atol:g}, {c.rtol:g}", "pass" if c.passed else "**FAIL**"] for c in checks])
-    diff_table = markdown_table(
+
+
+def differences_table(differences) -> str:
+    """Each known difference at the defaults and aligned, then its cause in words."""
+    table = markdown_table(
         ["difference", "measured", "gap at defaults", "gap aligned", "tolerance", "shown", "closes", "result"],
         [[d.name, d.measured, f"{d.default_gap:.2e}", f"{d.aligned_gap:.2e}", f"{d.tolerance:g}",
           "yes" if d.visible else "no", "yes" if d.closes else "no",
           "as expected" if d.ok else "**UNEXPECTED**"] for d in differences])
-    causes = "\n".join(f"- **{d.name}.** {d.explanation}" for d in differences)
+    return table + "\n\n" + "\n".join(f"- **{d.name}.** {d.explanation}" for d in differences)
+
+
+def modes_table(modes) -> str:
+    """Per autograd scope: which statistics each layer used and whether it updated them."""
     by_scope: dict[str, dict] = {}
     for row in modes:
         by_scope.setdefault(row.scope, {})[row.layer] = row
-    mode_rows = []
+    rows = []
     for scope, layers in by_scope.items():
         cells = [f"{r.statistics} stats, {'updates' if r.updated else 'no update'}" for r in layers.values()]
         same = len({r.statistics for r in layers.values()}) == 1
-        mode_rows.append([f"`{scope}`", *cells, "yes" if same else "**NO**"])
-    scope_table = markdown_table(["autograd scope", *(LABELS.get(n, n) for n in next(iter(by_scope.values()))),
-                                  "same statistics"], mode_rows)
+        rows.append([f"`{scope}`", *cells, "yes" if same else "**NO**"])
+    names = [LABELS.get(n, n) for n in next(iter(by_scope.values()))]
+    return markdown_table(["autograd scope", *names, "same statistics"], rows)
+
+
+def layer_sections(checks, differences, modes, ctx) -> str:
+    """The layer-level evidence: agreement table, differences with their causes, autograd scopes."""
     return "\n\n".join([
         f"## Agreement with the float64 reference ({ctx})",
         "Each layer gets the same input, gamma and beta as a float64 NumPy version of the paper's "
         "formulas, starting from its own initial moving statistics: training output and gradients "
         "at step 1, moving statistics after the training steps (forward and backward), then the "
         "prediction output. A row passes when every element is within atol + rtol * |reference|; "
-        "max rel err is max |error| / max |reference|.", agreement,
+        "max rel err is max |error| / max |reference|.", checks_table(checks),
         "## Known differences, shown and then closed",
         "Each row first measures the gap with both layers at their defaults, then again with its one "
         "cause aligned. 'shown' says the gap exceeds the tolerance at defaults, 'closes' that it is "
-        "within it once aligned.", diff_table, causes,
+        "within it once aligned.", differences_table(differences),
         "## Which statistics each autograd scope uses",
         "Both layers start from moving mean 0.5 and variance 2; the output tells which statistics "
-        "normalised it, and the moving statistics afterwards whether they were updated.", scope_table])
+        "normalised it, and the moving statistics afterwards whether they were updated.", modes_table(modes)])
 
 
 def model_sections(histories: Mapping[str, Sequence], drift: Sequence[Mapping], speed: Sequence[Mapping]) -> str:
     """The model-level evidence (curves side by side, drift) and the layer speed table."""
-    names = list(histories)
-    rows = []
-    for epochs in zip(*(histories[n] for n in names)):
-        cells = [f"{e.loss:.4f} / {e.train_acc:.3f} / {e.test_acc:.3f}" for e in epochs]
-        rows.append([epochs[0].epoch, *cells])
-    curves = markdown_table(["epoch", *(f"{LABELS.get(n, n)}: loss / train / test" for n in names)], rows)
-    drift_table = markdown_table(
-        ["epoch", "weights rel diff", "weights max abs diff", "moving stats rel diff",
-         "test logits max abs diff", "prediction agreement"],
-        [[d["epoch"], f"{d['param_rel_diff']:.2e}", f"{d['param_max_abs_diff']:.2e}", f"{d['stats_rel_diff']:.2e}",
-          f"{d['logits_max_abs_diff']:.2e}", f"{d['prediction_agreement']:.3f}"] for d in drift])
     return "\n\n".join([
         "## Two LeNets from the same start",
         "The Gluon LeNet gets the scratch LeNet's initial weights and both see the same batches. "
@@ -102,7 +104,7 @@ def model_sections(histories: Mapping[str, Sequence], drift: Sequence[Mapping], 
         "ones), which is why the prediction-mode logits and predictions differ before any training. "
         "Relative differences are ||a - b|| / max(||a||, ||b||) over all learnable parameters, and "
         "over all moving statistics; logits and predictions are on the first 512 test images.",
-        curves, drift_table,
+        histories_table(histories), drift_table(drift),
         "## Speed of the two layers",
         "Median milliseconds at LeNet's BN shapes, training mode, ratios to nn.BatchNorm measured in "
         "the same run (a benchmark, not a test).", speed_table(speed)])
@@ -115,6 +117,25 @@ def speed_table(rows: Sequence[Mapping]) -> str:
         [[_shape(r["shape"]), LABELS.get(r["layer"], r["layer"]), f"{r['forward_ms']:.2f}",
           f"{r['forward_backward_ms']:.2f}", f"{r['forward_ratio']:.2f}", f"{r['forward_backward_ratio']:.2f}"]
          for r in rows])
+
+
+def histories_table(histories: Mapping[str, Sequence]) -> str:
+    """Per-epoch loss / train / test accuracy of several models side by side."""
+    names = list(histories)
+    rows = []
+    for epochs in zip(*(histories[n] for n in names)):
+        cells = [f"{e.loss:.4f} / {e.train_acc:.3f} / {e.test_acc:.3f}" for e in epochs]
+        rows.append([epochs[0].epoch, *cells])
+    return markdown_table(["epoch", *(f"{LABELS.get(n, n)}: loss / train / test" for n in names)], rows)
+
+
+def drift_table(drift: Sequence[Mapping]) -> str:
+    """``model_drift`` rows per epoch."""
+    return markdown_table(
+        ["epoch", "weights rel diff", "weights max abs diff", "moving stats rel diff",
+         "test logits max abs diff", "prediction agreement"],
+        [[d["epoch"], f"{d['param_rel_diff']:.2e}", f"{d['param_max_abs_diff']:.2e}", f"{d['stats_rel_diff']:.2e}",
+          f"{d['logits_max_abs_diff']:.2e}", f"{d['prediction_agreement']:.3f}"] for d in drift])
 
 
 def failures(checks, differences, modes) -> list[str]:

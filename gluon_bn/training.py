@@ -1,13 +1,16 @@
 """The chapter's training loop (``train_ch5``) and accuracy, on any MXNet context."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import mxnet as mx
 from d2l import mxnet as d2l
 from mxnet import autograd, gluon, nd
 from tqdm import tqdm
+
+from .errors import Diverged, TrainingInterrupted
 
 __all__ = ["Epoch", "evaluate_accuracy", "train_ch5", "try_gpu"]
 
@@ -47,28 +50,40 @@ def evaluate_accuracy(data_iter: Iterable, net: gluon.Block, ctx: mx.Context | N
 def train_ch5(net: gluon.Block, train_iter: Iterable, test_iter: Iterable, batch_size: int,
               trainer: gluon.Trainer, ctx: mx.Context, num_epochs: int, *,
               log: Callable[[str], None] = print,
-              on_epoch_end: Callable[[Epoch, gluon.Block], None] | None = None) -> list[Epoch]:
+              on_epoch_end: Callable[[Epoch, gluon.Block], None] | None = None,
+              start_epoch: int = 0, start_metric: Sequence[float] | None = None,
+              should_stop: Callable[[], bool] | None = None) -> list[Epoch]:
     """Train ``net`` as the chapter does, print its line each epoch, return the history.
 
     As in the chapter, ``trainer.step(batch_size)`` scales every step by the full
     batch size, the last partial batch included. A progress bar shows on a terminal.
-    ``on_epoch_end(epoch, net)`` runs after each epoch's line (to snapshot the model).
+    ``on_epoch_end(epoch, net)`` runs after each epoch's line (to snapshot or checkpoint).
+    A resumed run passes the epochs done (``start_epoch``) and the sums of a partial epoch
+    (``start_metric``). A NaN or infinite loss raises ``Diverged`` before that batch's update;
+    ``should_stop()`` true after a batch raises ``TrainingInterrupted`` with the epoch's sums.
     """
     log(f"training on {ctx}")
     loss = gluon.loss.SoftmaxCrossEntropyLoss()
     history = []
-    for epoch in range(num_epochs):
+    for epoch in range(start_epoch, num_epochs):
         metric = d2l.Accumulator(3)  # summed loss, correct predictions, examples
+        if start_metric is not None and epoch == start_epoch:
+            metric.data = [float(v) for v in start_metric]
         timer = d2l.Timer()
         for X, y in tqdm(train_iter, desc=f"epoch {epoch + 1}", leave=False, disable=None):
             X, y = X.as_in_context(ctx), y.as_in_context(ctx)
             with autograd.record():
                 y_hat = net(X)
                 l = loss(y_hat, y).sum()
+            l_sum = l.asscalar()
+            if not math.isfinite(l_sum):
+                raise Diverged(epoch + 1, int(metric[2] // batch_size) + 1, l_sum, trainer.learning_rate)
             l.backward()
             trainer.step(batch_size)
             y = y.astype('float32')
-            metric.add(l.asscalar(), (y_hat.argmax(axis=1) == y).sum().asscalar(), y.size)
+            metric.add(l_sum, (y_hat.argmax(axis=1) == y).sum().asscalar(), y.size)
+            if should_stop is not None and should_stop():
+                raise TrainingInterrupted(epoch, list(metric.data))
         test_acc = evaluate_accuracy(test_iter, net, ctx)
         nd.waitall()
         result = Epoch(epoch + 1, metric[0] / metric[2], metric[1] / metric[2], test_acc,

@@ -74,7 +74,9 @@ def test_same_seed_repeats_its_numbers_on_cpu(quick_run, tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--epochs", "0"], "argument --epochs: must be positive, got 0"),
+    (["--epochs", "0"], "argument --epochs: must be positive and finite, got 0"),
+    (["--lr", "inf"], "argument --lr: must be positive and finite, got inf"),
+    (["--lr", "1e39"], "lr must be positive and at most 3.4e+38"),
     (["--batch-size", "-3"], "argument --batch-size: must be positive"),
     (["--lr", "abc"], "argument --lr: 'abc' is not a float"),
     (["--model", "resnet"], "argument --model: invalid choice: 'resnet'"),

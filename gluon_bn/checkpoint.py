@@ -1,0 +1,147 @@
+"""Checkpoints of one model's training: written atomically, read back without pickle.
+
+A checkpoint folder ``ckpt-NNNNNN`` holds the parameters (``net.save_parameters``, MXNet's
+own format, which covers Gluon's running statistics), the chapter layers' moving statistics
+and the optimizer's state NDArrays (``nd.save``). ``latest.json`` beside it names the newest
+complete folder and carries everything else as JSON: the run's settings, progress, history,
+partial-epoch sums, the batch order's RNG state and the optimizer's update counters.
+A folder is built under a temporary name and renamed into place before ``latest.json`` is
+replaced, so a kill at any moment leaves the previous checkpoint readable.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import mxnet as mx
+from mxnet import gluon, nd
+
+from .files import atomic_write_json
+
+__all__ = ["Checkpointer"]
+
+_LATEST = "latest.json"
+
+
+def _moving_stat_layers(net: gluon.Block) -> dict[str, gluon.Block]:
+    """Blocks keeping moving statistics as plain NDArrays (the chapter's), by child path."""
+    found = {}
+
+    def walk(block, prefix):
+        if isinstance(getattr(block, "moving_mean", None), nd.NDArray):
+            found[prefix or "."] = block
+        for name, child in block._children.items():
+            walk(child, f"{prefix}/{name}" if prefix else name)
+
+    walk(net, "")
+    return found
+
+
+def _structural_names(net: gluon.Block) -> dict[str, str]:
+    """Global parameter name -> its place in the net ('0.weight'), stable across processes."""
+    return {param.name: structural for structural, param in net._collect_params_with_prefix().items()}
+
+
+def _load_dict(path: Path) -> dict:
+    """``nd.load`` of a saved dict (MXNet gives back an empty list for an empty one)."""
+    loaded = nd.load(str(path))
+    return loaded if isinstance(loaded, dict) else {}
+
+
+class Checkpointer:
+    """Saves and restores one model's training state in ``directory``."""
+
+    def __init__(self, directory: str | os.PathLike):
+        self.directory = Path(directory)
+
+    def exists(self) -> bool:
+        return (self.directory / _LATEST).is_file()
+
+    def meta(self) -> dict | None:
+        """What ``latest.json`` says, or None when there is no checkpoint."""
+        if not self.exists():
+            return None
+        return json.loads((self.directory / _LATEST).read_text())
+
+    def save(self, net: gluon.Block, trainer: gluon.Trainer, state: dict) -> Path:
+        """Write a new checkpoint of ``net`` and ``trainer`` with ``state`` (JSON-able)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".ckpt-", dir=self.directory))
+        try:
+            net.save_parameters(str(tmp / "params"))
+            stats = {f"{path}:{name}": getattr(layer, name).as_in_context(mx.cpu())
+                     for path, layer in _moving_stat_layers(net).items()
+                     for name in ("moving_mean", "moving_var")}
+            nd.save(str(tmp / "stats"), stats)
+            nd.save(str(tmp / "optimizer"), self._optimizer_arrays(net, trainer))
+            previous = self.meta()
+            number = (previous or {}).get("number", 0) + 1
+            final = self.directory / f"ckpt-{number:06d}"
+            shutil.rmtree(final, ignore_errors=True)
+            os.rename(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        optimizer = trainer._optimizer
+        names = _structural_names(net)
+        atomic_write_json(self.directory / _LATEST, {
+            **state, "number": number, "folder": final.name,
+            "optimizer": {"num_update": optimizer.num_update,
+                          "update_count": {names[trainer._params[i].name]: v
+                                           for i, v in optimizer._index_update_count.items()}}})
+        for old in self.directory.glob("ckpt-*"):
+            if old != final:
+                shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def load(self, net: gluon.Block, trainer: gluon.Trainer, ctx: mx.Context) -> dict:
+        """Restore ``net`` and ``trainer`` from the newest checkpoint; return its state."""
+        meta = self.meta()
+        folder = self.directory / meta["folder"]
+        net.load_parameters(str(folder / "params"), ctx=ctx)
+        stats = _load_dict(folder / "stats")
+        for path, layer in _moving_stat_layers(net).items():
+            for name in ("moving_mean", "moving_var"):
+                setattr(layer, name, stats[f"{path}:{name}"].as_in_context(ctx))
+        self._restore_optimizer(net, trainer, _load_dict(folder / "optimizer"), meta["optimizer"], ctx)
+        return meta
+
+    @staticmethod
+    def _optimizer_arrays(net: gluon.Block, trainer: gluon.Trainer) -> dict:
+        """The optimizer's per-parameter state NDArrays (momentum buffers and the like).
+
+        Keyed by the parameter's place in the net ('0.weight'), not by the trainer's index,
+        which follows global parameter names and so differs between processes.
+        """
+        names = _structural_names(net)
+        arrays = {}
+        for index, state in trainer._updaters[0].states.items():
+            parts = state if isinstance(state, (tuple, list)) else (state,)
+            for j, part in enumerate(parts):
+                if part is None:
+                    continue
+                if not isinstance(part, nd.NDArray):
+                    raise TypeError(f"cannot checkpoint optimizer state of type {type(part).__name__}")
+                arrays[f"{names[trainer._params[index].name]}:{j}:{len(parts)}"] = part.as_in_context(mx.cpu())
+        return arrays
+
+    @staticmethod
+    def _restore_optimizer(net: gluon.Block, trainer: gluon.Trainer, arrays: dict, counters: dict,
+                           ctx: mx.Context) -> None:
+        index_of = {structural: trainer._param2idx[name] for name, structural in _structural_names(net).items()
+                    if name in trainer._param2idx}
+        optimizer = trainer._optimizer
+        optimizer.num_update = counters["num_update"]
+        optimizer._index_update_count = {index_of[k]: v for k, v in counters["update_count"].items()}
+        grouped: dict[int, dict] = {}
+        for key, array in arrays.items():
+            structural, j, n = key.split(":")
+            grouped.setdefault(index_of[structural], {"n": int(n)})[int(j)] = array.as_in_context(ctx)
+        for updater in trainer._updaters:
+            for index, parts in grouped.items():
+                values = [parts.get(j) for j in range(parts["n"])]
+                updater.states[index] = values[0] if parts["n"] == 1 else tuple(values)
+                updater.states_synced[index] = True
