@@ -10,7 +10,8 @@ matplotlib.use("Agg")  # the CLI only writes PNG files
 
 from . import __version__  # noqa: E402
 from .errors import GluonBNError  # noqa: E402
-from .experiments import CONTEXTS, CompareConfig, ReproduceConfig  # noqa: E402
+from .exercises import EXERCISES  # noqa: E402
+from .experiments import CONTEXTS, CompareConfig, ExerciseConfig, ReproduceConfig  # noqa: E402
 
 __all__ = ["main"]
 
@@ -88,6 +89,22 @@ def build_parser() -> argparse.ArgumentParser:
                       help="training steps before the moving statistics are checked")
     cmp_.add_argument("--speed-repeats", type=_positive(int), default=CompareConfig().speed_repeats,
                       help="timed repetitions per layer and shape")
+    ex = sub.add_parser(
+        "exercise", help="the chapter's exercises (and precise BN) as measured experiments",
+        description="Run one of the chapter's exercises over several seeds; print a table and a conclusion "
+                    "drawn from this run's numbers; write exercise-NAME.json, .md and .png into --out. "
+                    "--list shows the exercises.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ex.add_argument("name", nargs="?", choices=list(EXERCISES), metavar="NAME",
+                    help="one of: " + ", ".join(EXERCISES))
+    ex.add_argument("--list", action="store_true", help="list the exercises and their questions")
+    _run_arguments(ex, ExerciseConfig())
+    ex.add_argument("--seeds", type=_positive(int), default=ExerciseConfig().seeds, help="seeds per variant")
+    ex.add_argument("--quick", action="store_true",
+                    help="1 epoch, 2 seeds, 1,024 training images: seconds, for a first look and the tests")
+    ex.add_argument("--resume", action="store_true", help="keep the finished runs in --out, continue the rest")
+    ex.add_argument("--precise-batches", type=_positive(int), default=ExerciseConfig().precise_batches,
+                    help="precise-bn: training batches used to re-estimate the statistics")
     return parser
 
 
@@ -99,6 +116,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "reproduce":
             experiments.reproduce(_config(ReproduceConfig, args, models=MODEL_CHOICES[args.model],
                                           resume=args.resume))
+        elif args.command == "exercise":
+            if args.list or args.name is None:
+                for name, exercise in EXERCISES.items():
+                    print(f"{name:15s} {exercise.question}")
+                return 0 if args.list else 2
+            experiments.run_exercise(_config(ExerciseConfig, args, name=args.name, seeds=args.seeds,
+                                             quick=args.quick, resume=args.resume,
+                                             precise_batches=args.precise_batches))
         elif args.command == "compare":
             result = experiments.compare(_config(CompareConfig, args, steps=args.steps,
                                                  speed_repeats=args.speed_repeats))

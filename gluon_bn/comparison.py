@@ -22,6 +22,7 @@ import numpy as np
 from mxnet import autograd, gluon, nd
 from mxnet.gluon import nn
 
+from .bnstate import bn_layers, get_stats, is_bn, set_affine, set_stats
 from .layers import BatchNorm
 from .reference import bn_backward, bn_forward
 
@@ -45,50 +46,13 @@ TOLERANCES = {"train output": (3e-4, 1e-4), "dX": (1e-5, 1e-3), "dgamma": (1e-3,
               "predict output": (3e-4, 1e-4)}
 
 
-# -- reading and writing a BN block's state, for both conventions --------------------------
-
-def _is_gluon_style(layer: gluon.Block) -> bool:
-    return isinstance(getattr(layer, "running_mean", None), gluon.Parameter)
-
-
-def _check_layer_kind(layer: gluon.Block) -> None:
-    if not (isinstance(getattr(layer, "gamma", None), gluon.Parameter)
-            and (_is_gluon_style(layer) or isinstance(getattr(layer, "moving_mean", None), nd.NDArray))):
-        raise TypeError(
-            f"cannot compare {type(layer).__name__}: a BN block needs gamma/beta Parameters and either "
-            "moving_mean/moving_var NDArrays (the chapter's) or running_mean/running_var Parameters (Gluon's)")
-
-
-def get_stats(layer: gluon.Block) -> tuple[np.ndarray, np.ndarray]:
-    """The block's moving mean and variance as flat float64 vectors."""
-    if _is_gluon_style(layer):
-        mean, var = layer.running_mean.data(), layer.running_var.data()
-    else:
-        mean, var = layer.moving_mean, layer.moving_var
-    return mean.asnumpy().astype(np.float64).reshape(-1), var.asnumpy().astype(np.float64).reshape(-1)
-
-
-def set_stats(layer: gluon.Block, mean, var, ctx: mx.Context) -> None:
-    """Overwrite the block's moving mean and variance."""
-    if _is_gluon_style(layer):
-        for param, value in ((layer.running_mean, mean), (layer.running_var, var)):
-            param.set_data(nd.array(np.reshape(value, param.shape), ctx=ctx))
-    else:
-        shape = layer.moving_mean.shape
-        layer.moving_mean = nd.array(np.reshape(mean, shape), ctx=ctx)
-        layer.moving_var = nd.array(np.reshape(var, shape), ctx=ctx)
-
-
-def set_affine(layer: gluon.Block, gamma, beta) -> None:
-    """Overwrite the block's scale and shift."""
-    for param, value in ((layer.gamma, gamma), (layer.beta, beta)):
-        param.set_data(nd.array(np.reshape(value, param.shape), ctx=param.list_ctx()[0]))
-
-
 def _make(factory: LayerFactory, c: int, ndim: int, ctx: mx.Context) -> gluon.Block:
     layer = factory(c, ndim)
     layer.initialize(ctx=ctx)
-    _check_layer_kind(layer)
+    if not is_bn(layer):
+        raise TypeError(
+            f"cannot compare {type(layer).__name__}: a BN block needs gamma/beta Parameters and either "
+            "moving_mean/moving_var NDArrays (the chapter's) or running_mean/running_var Parameters (Gluon's)")
     return layer
 
 
@@ -384,8 +348,8 @@ def copy_parameters(source: gluon.Block, target: gluon.Block) -> None:
 
 
 def _bn_pairs(a: nn.Sequential, b: nn.Sequential):
-    """The BN layers of two same-architecture Sequential models, side by side."""
-    return [(x, y) for x, y in zip(a, b) if isinstance(getattr(x, "gamma", None), gluon.Parameter)]
+    """The BN layers of two same-architecture models, side by side."""
+    return list(zip(bn_layers(a), bn_layers(b)))
 
 
 def copy_state(source: nn.Sequential, target: nn.Sequential) -> None:

@@ -16,6 +16,7 @@ from mxnet import gluon, init
 
 from . import report
 from .bench import time_bn_layers
+from .bnstate import bn_layers
 from .checkpoint import Checkpointer
 from .comparison import (LAYERS, check_layer, copy_parameters, copy_state, known_differences,
                          mode_table, model_drift)
@@ -23,13 +24,15 @@ from .data import load_data_fashion_mnist, read_fashion_mnist
 from .errors import Diverged, Interrupted, TrainingInterrupted, UsageError
 from .files import atomic_write_text, check_writable_dir
 from .models import LABELS, NORMS, lenet
-from .plots import plot_drift, plot_histories
-from .record import environment, save_record
+from .plots import plot_drift, plot_exercise, plot_histories
+from .exercises import EXERCISES, summarize, summary_table, variant_config
+from .record import environment, load_record, save_record
 from .report import chapter_table
 from .training import Epoch, train_ch5, try_gpu
 
 __all__ = ["CHAPTER", "CONTEXTS", "CompareConfig", "ModelRun", "ReproduceConfig", "RunConfig",
-           "compare", "compare_models", "quick_mode", "reproduce", "resolve_context", "train_model"]
+           "ExerciseConfig", "compare", "compare_models", "quick_mode", "reproduce", "resolve_context",
+           "run_exercise", "train_model"]
 
 #: The chapter's published run (GPU, lr 1.0, batch 256), epoch 5.
 CHAPTER = {
@@ -138,9 +141,9 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed)
 
 
-def build_model(norm: str, ctx: mx.Context) -> gluon.Block:
-    """The chapter's LeNet with ``norm``, Xavier-initialised on ``ctx``."""
-    net = lenet(norm)
+def build_model(norm: str, ctx: mx.Context, **options) -> gluon.Block:
+    """The chapter's LeNet with ``norm`` (and ``lenet`` options), Xavier-initialised on ``ctx``."""
+    net = lenet(norm, **options)
     net.initialize(ctx=ctx, init=init.Xavier())
     return net
 
@@ -166,12 +169,14 @@ def stop_on_sigint():
 def train_model(norm: str, config: RunConfig, ctx: mx.Context, log: Callable[[str], None] = print,
                 net: gluon.Block | None = None,
                 on_epoch_end: Callable[[Epoch, gluon.Block], None] | None = None,
-                checkpoints: Path | None = None, resume: bool = False) -> ModelRun:
+                checkpoints: Path | None = None, resume: bool = False, extras: dict | None = None) -> ModelRun:
     """Train one LeNet exactly as the chapter does (a fresh seeded one unless ``net`` is given).
 
     The batch order depends only on ``config.seed``, so models trained with one config see
     the same batches. With ``checkpoints`` the state is saved after every epoch and on
     Ctrl-C (at the next batch boundary); with ``resume`` training continues from there.
+    ``extras``, a dict the caller fills per epoch, is saved and restored with the checkpoint.
+    A ``Diverged`` error carries the history so far as ``.history``.
     """
     start = time.perf_counter()
     if net is None:
@@ -190,6 +195,8 @@ def train_model(norm: str, config: RunConfig, ctx: mx.Context, log: Callable[[st
         meta = ckpt.load(net, trainer, ctx)
         train_iter.restore(meta["loader"])
         history = [Epoch(**e) for e in meta["history"]]
+        if extras is not None:
+            extras.update(meta.get("extras") or {})
         start_epoch, start_metric = meta["epochs_done"], meta.get("partial")
         log(f"resuming from {ckpt.directory} after epoch {start_epoch}"
             + (f" and {int(start_metric[2])} examples of epoch {start_epoch + 1}" if start_metric else ""))
@@ -199,7 +206,8 @@ def train_model(norm: str, config: RunConfig, ctx: mx.Context, log: Callable[[st
     def save(epochs_done: int, partial: list[float] | None = None) -> None:
         ckpt.save(net, trainer, {"model": norm, "settings": {k: getattr(config, k) for k in RESUME_KEYS},
                                  "epochs_done": epochs_done, "partial": partial,
-                                 "history": [e.to_dict() for e in history], "loader": train_iter.state()})
+                                 "history": [e.to_dict() for e in history], "loader": train_iter.state(),
+                                 "extras": extras})
 
     def epoch_end(epoch: Epoch, trained: gluon.Block) -> None:
         history.append(epoch)
@@ -213,15 +221,19 @@ def train_model(norm: str, config: RunConfig, ctx: mx.Context, log: Callable[[st
             train_ch5(net, train_iter, test_iter, config.batch_size, trainer, ctx, config.epochs, log=log,
                       on_epoch_end=epoch_end, start_epoch=start_epoch, start_metric=start_metric,
                       should_stop=should_stop)
+        except Diverged as exc:
+            exc.history = history
+            raise
         except TrainingInterrupted as exc:
             save(exc.epoch, exc.metric)
             raise Interrupted(f"interrupted during epoch {exc.epoch + 1} of {LABELS[norm]}; its state is "
                               f"saved in {ckpt.directory}: run the same command with --resume to "
                               "continue") from None
     run = ModelRun(norm, history, wall_time=time.perf_counter() - start)
-    if norm != "none":
-        run.gamma = net[1].gamma.data().reshape((-1,)).asnumpy().tolist()
-        run.beta = net[1].beta.data().reshape((-1,)).asnumpy().tolist()
+    first_bn = bn_layers(net)[:1]  # net[1] in the chapter's LeNet
+    if first_bn:
+        run.gamma = first_bn[0].gamma.data().reshape((-1,)).asnumpy().tolist()
+        run.beta = first_bn[0].beta.data().reshape((-1,)).asnumpy().tolist()
     return run
 
 
@@ -369,3 +381,107 @@ def compare(config: CompareConfig, log: Callable[[str], None] = print) -> dict:
     log(f"\nwrote {out / 'compare.md'}, {out / 'compare.json'}, {curves} and {drift_png}")
     return {"failures": failures, "checks": checks, "differences": differences, "modes": modes,
             "drift": models["drift"], "speed": speed, "out": out}
+
+
+@dataclass
+class ExerciseConfig(RunConfig):
+    """``gluon-bn exercise NAME``: one of the chapter's exercises over several seeds."""
+
+    name: str = "no-bias"
+    epochs: int | None = None  # None: the exercise's own default
+    seeds: int = 3
+    quick: bool = False
+    resume: bool = False
+    precise_batches: int = 100
+
+    def validate(self) -> "ExerciseConfig":
+        if self.name not in EXERCISES:
+            raise UsageError(f"unknown exercise {self.name!r}: choose from {', '.join(EXERCISES)}")
+        if not isinstance(self.seeds, int) or self.seeds <= 0:
+            raise UsageError(f"seeds must be a positive integer, got {self.seeds!r}")
+        super().validate()
+        return self
+
+
+#: What --quick shrinks an exercise to: seconds on a small real subset.
+QUICK_EXERCISE = {"epochs": 1, "num_train": 1024, "num_test": 500, "seeds": 2, "precise_batches": 4}
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-." else "-" for c in text).strip("-")
+
+
+def run_exercise(config: ExerciseConfig, log: Callable[[str], None] = print) -> dict:
+    """Run one exercise: every variant for every seed, then its table, conclusion and plot.
+
+    The record is rewritten after every run, so an interrupted exercise keeps what it did;
+    with ``resume`` the finished runs are kept and an unfinished one continues from its
+    last checkpoint.
+    """
+    exercise = EXERCISES.get(config.name)
+    if exercise is None:
+        config.validate()
+    if config.quick:
+        config = replace(config, **QUICK_EXERCISE)
+    config = replace(config, epochs=config.epochs or exercise.epochs)
+    ctx, out, extra = prepare(config, log)
+    stem = out / f"exercise-{exercise.name}"
+    record_path = stem.with_suffix(".json")
+    done = {}
+    if config.resume and record_path.exists():
+        done = {(r["variant"], r["seed"]): r for r in load_record(record_path)["results"]["runs"]}
+    started = time.perf_counter()
+    runs: list[dict] = []
+    log(f"exercise {exercise.name}: {exercise.question}")
+    for variant in exercise.variants(config):
+        for seed in range(config.seed, config.seed + config.seeds):
+            if (variant.name, seed) in done:
+                runs.append(done[(variant.name, seed)])
+                continue
+            vc = variant_config(config, variant, seed)
+            log(f"\n== {variant.name}, seed {seed} ==")
+            seed_everything(seed)
+            net = build_model(variant.norm, ctx, **variant.options)
+            extras: dict = {}
+
+            def on_epoch(epoch: Epoch, trained: gluon.Block) -> None:
+                if exercise.on_epoch is not None:
+                    for key, value in exercise.on_epoch(epoch, trained, vc, ctx).items():
+                        extras.setdefault("per_epoch", {}).setdefault(key, []).append(value)
+
+            entry = {"variant": variant.name, "group": variant.group, "seed": seed, "lr": vc.lr}
+            try:
+                run = train_model(variant.norm, vc, ctx, log, net=net, on_epoch_end=on_epoch, extras=extras,
+                                  checkpoints=out / "checkpoints" / stem.name / f"{_slug(variant.name)}-seed{seed}",
+                                  resume=config.resume)
+                if exercise.measure is not None:
+                    extras.update(exercise.measure(net, vc, ctx))
+                entry.update(status="trained", history=[e.to_dict() for e in run.history])
+            except Diverged as exc:
+                log(f"diverged: {exc}")
+                entry.update(status="diverged", history=[e.to_dict() for e in exc.history],
+                             diverged={"epoch": exc.epoch, "batch": exc.batch, "loss": str(exc.loss)})
+            runs.append({**entry, "extras": extras})
+            save_record(record_path, "exercise", config.to_dict(), {"runs": runs}, **extra, complete=False,
+                        wall_time=time.perf_counter() - started)
+    summary = summarize(runs)
+    conclusion = exercise.conclude(summary, runs)
+    table = summary_table(summary)
+    details = exercise.details(runs) if exercise.details else ""
+    plot_exercise(summary, runs, stem.with_suffix(".png"), x_axis=exercise.x_axis,
+                  title=f"exercise {exercise.name}: {config.epochs} epochs, {config.seeds} seeds, {ctx}")
+    text = "\n\n".join(part for part in (
+        f"# Exercise `{exercise.name}`", f"*{exercise.question}*",
+        f"{config.epochs} epochs per run, seeds {config.seed}..{config.seed + config.seeds - 1}, lr {config.lr:g} "
+        f"unless the row says otherwise, batch {config.batch_size}, on {ctx}"
+        + (f", first {config.num_train} training and {config.num_test} test images" if config.num_train else "")
+        + f". Numbers are the last epoch's, mean ± std over seeds.", table, details,
+        f"**Conclusion (from this run's numbers).** {conclusion}", f"![plot]({stem.name}.png)") if part)
+    atomic_write_text(stem.with_suffix(".md"), text + "\n")
+    save_record(record_path, "exercise", config.to_dict(), {"runs": runs, "summary": summary,
+                                                            "conclusion": conclusion},
+                **extra, complete=True, wall_time=time.perf_counter() - started)
+    log("\n" + table + ("\n\n" + details if details else "") + "\n\nConclusion: " + conclusion)
+    log(f"\nwrote {record_path}, {stem.with_suffix('.md')} and {stem.with_suffix('.png')}")
+    return {"summary": summary, "runs": runs, "conclusion": conclusion, "record": record_path,
+            "markdown": text, "plot": stem.with_suffix(".png")}

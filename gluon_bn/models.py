@@ -1,51 +1,75 @@
-"""The chapter's LeNet, with the from-scratch BatchNorm, Gluon's, or none."""
+"""The chapter's LeNet, with the from-scratch BatchNorm, Gluon's, or none.
+
+``lenet(norm)`` is the chapter's model. Its keyword options build the variants the
+chapter's exercises ask about: no bias before BN, BN after the activation or only in
+some layers, gamma/beta not learned, and options passed to ``nn.BatchNorm``.
+"""
 from mxnet.gluon import nn
 
 from .layers import BatchNorm
 
-__all__ = ["LABELS", "NORMS", "lenet"]
+__all__ = ["LABELS", "NORMS", "PLACEMENTS", "WHERE", "lenet"]
 
 #: The normalizations ``lenet`` knows, in the order the CLI lists them.
 NORMS = ("scratch", "gluon", "none")
 #: How reports and plots name each one.
 LABELS = {"scratch": "from scratch", "gluon": "nn.BatchNorm", "none": "no BN"}
+#: BN before the activation (the chapter) or after it.
+PLACEMENTS = ("before", "after")
+#: Which layers get BN.
+WHERE = ("all", "conv", "dense")
 
 
-def _bn(norm: str, num_features: int, num_dims: int) -> nn.Block:
+def _bn(norm: str, num_features: int, num_dims: int, learn_affine: bool, gluon_options: dict) -> nn.Block:
     """One BN layer of the requested kind (Gluon's infers its size)."""
-    if norm == "scratch":
-        return BatchNorm(num_features, num_dims=num_dims)
-    return nn.BatchNorm()
+    layer = BatchNorm(num_features, num_dims=num_dims) if norm == "scratch" else nn.BatchNorm(**gluon_options)
+    if not learn_affine:
+        layer.gamma.grad_req = layer.beta.grad_req = 'null'
+    return layer
 
 
-def lenet(norm: str = "scratch") -> nn.Sequential:
-    """Build the chapter's LeNet; with BN, ``net[1]`` is the first BN layer."""
+def lenet(norm: str = "scratch", *, use_bias: bool = True, placement: str = "before",
+          where: str = "all", learn_affine: bool = True, gluon_options: dict | None = None) -> nn.Sequential:
+    """Build the chapter's LeNet; with the defaults and BN, ``net[1]`` is the first BN layer.
+
+    ``use_bias=False`` drops the bias of the layers BN normalizes (of every hidden layer
+    without BN); ``placement='after'`` puts BN
+    after the sigmoid; ``where`` limits BN to the conv or the dense layers; ``learn_affine=False``
+    freezes gamma and beta (``grad_req='null'``); ``gluon_options`` go to ``nn.BatchNorm``.
+    """
     if norm not in NORMS:
         raise ValueError(f"unknown norm {norm!r}: choose one of {', '.join(NORMS)}")
+    if placement not in PLACEMENTS or where not in WHERE:
+        raise ValueError(f"placement must be one of {PLACEMENTS} and where one of {WHERE}, "
+                         f"got {placement!r} and {where!r}")
+    if gluon_options and norm != "gluon":
+        raise ValueError("gluon_options apply to nn.BatchNorm only: use norm='gluon'")
     net = nn.Sequential()
     if norm == "none":
         # The LeNet chapter's baseline: sigmoid activations inside the layers.
-        net.add(nn.Conv2D(channels=6, kernel_size=5, activation='sigmoid'),
+        net.add(nn.Conv2D(channels=6, kernel_size=5, activation='sigmoid', use_bias=use_bias),
                 nn.MaxPool2D(pool_size=2, strides=2),
-                nn.Conv2D(channels=16, kernel_size=5, activation='sigmoid'),
+                nn.Conv2D(channels=16, kernel_size=5, activation='sigmoid', use_bias=use_bias),
                 nn.MaxPool2D(pool_size=2, strides=2),
-                nn.Dense(120, activation='sigmoid'),
-                nn.Dense(84, activation='sigmoid'),
+                nn.Dense(120, activation='sigmoid', use_bias=use_bias),
+                nn.Dense(84, activation='sigmoid', use_bias=use_bias),
                 nn.Dense(10))
         return net
-    net.add(nn.Conv2D(6, kernel_size=5),
-            _bn(norm, 6, num_dims=4),
-            nn.Activation('sigmoid'),
+
+    def block(make_layer, num_features, num_dims, kind):
+        """layer, BN, sigmoid in the requested order (BN left out where not wanted)."""
+        with_bn = where == "all" or where == kind
+        layer = make_layer(use_bias or not with_bn)
+        bn = _bn(norm, num_features, num_dims, learn_affine, gluon_options or {}) if with_bn else None
+        parts = [layer, bn, nn.Activation('sigmoid')] if placement == "before" else \
+            [layer, nn.Activation('sigmoid'), bn]
+        return [p for p in parts if p is not None]
+
+    net.add(*block(lambda b: nn.Conv2D(6, kernel_size=5, use_bias=b), 6, 4, "conv"),
             nn.MaxPool2D(pool_size=2, strides=2),
-            nn.Conv2D(16, kernel_size=5),
-            _bn(norm, 16, num_dims=4),
-            nn.Activation('sigmoid'),
+            *block(lambda b: nn.Conv2D(16, kernel_size=5, use_bias=b), 16, 4, "conv"),
             nn.MaxPool2D(pool_size=2, strides=2),
-            nn.Dense(120),
-            _bn(norm, 120, num_dims=2),
-            nn.Activation('sigmoid'),
-            nn.Dense(84),
-            _bn(norm, 84, num_dims=2),
-            nn.Activation('sigmoid'),
+            *block(lambda b: nn.Dense(120, use_bias=b), 120, 2, "dense"),
+            *block(lambda b: nn.Dense(84, use_bias=b), 84, 2, "dense"),
             nn.Dense(10))
     return net

@@ -6,13 +6,14 @@ import os
 from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
+import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from .files import atomic_write_bytes
 from .models import LABELS
 
-__all__ = ["plot_drift", "plot_histories"]
+__all__ = ["plot_drift", "plot_exercise", "plot_histories"]
 
 _PANELS = (("loss", "training loss"), ("train_acc", "train accuracy"), ("test_acc", "test accuracy"))
 
@@ -77,4 +78,64 @@ def plot_drift(drift: Sequence[Mapping], path: str | os.PathLike | None = None) 
         ax.set_title(label, fontsize="medium")
         ax.grid(alpha=0.3)
     fig.suptitle("from-scratch vs nn.BatchNorm LeNet, same start, same batches")
+    return _save(fig, path)
+
+
+def plot_exercise(summary: Sequence[Mapping], runs: Sequence[Mapping], path: str | os.PathLike | None = None,
+                  x_axis: str | None = None, title: str | None = None) -> Figure:
+    """An exercise's evidence: last-epoch accuracy per variant, and test accuracy per epoch.
+
+    Left: mean ± std over seeds of train and test accuracy, as bars per variant, or as curves
+    against ``x_axis`` (the learning rate) per group. Right: mean test accuracy per epoch for
+    each variant; dashed where runs also measured it with re-estimated BN statistics.
+    """
+    if x_axis:
+        fig, left = plt.subplots(figsize=(9, 4.2), constrained_layout=True)
+        right = None
+        values = sorted({r[x_axis] for r in summary})
+        position = {v: i for i, v in enumerate(values)}  # evenly spaced: the sweep spans 40 decades
+        for i, group in enumerate(dict.fromkeys(r["group"] for r in summary)):
+            rows = [r for r in summary if r["group"] == group]
+            for key, style in (("train_acc", "o-"), ("test_acc", "s--")):
+                left.errorbar([position[r[x_axis]] for r in rows], [r[key] for r in rows],
+                              [r[key + "_std"] for r in rows], fmt=style, color=f"C{i}", capsize=3,
+                              label=f"{group}: {key.replace('_', ' ')}")
+            for r in rows:
+                if r["diverged"]:
+                    left.plot([position[r[x_axis]]], [0.0], "x", color=f"C{i}", markersize=10)
+        left.set_xticks(range(len(values)), [f"{v:g}" for v in values])
+        left.set_xlabel(x_axis + " (x at the bottom: diverged)")
+    else:
+        fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.2), constrained_layout=True)
+        xs = np.arange(len(summary))
+        for offset, key in ((-0.2, "train_acc"), (0.2, "test_acc")):
+            left.bar(xs + offset, [r[key] for r in summary], 0.4, yerr=[r[key + "_std"] for r in summary],
+                     capsize=3, label=key.replace("_", " "))
+        left.set_xticks(xs, [r["variant"] for r in summary], rotation=20, ha="right", fontsize="small")
+        finite = [r[k] for r in summary for k in ("train_acc", "test_acc") if np.isfinite(r[k])]
+        if finite:
+            left.set_ylim(max(0.0, min(finite) - 0.1), min(1.0, max(finite) + 0.05))
+    left.set_ylabel("accuracy, last epoch (mean ± std over seeds)")
+    left.legend(fontsize="small")
+    left.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    if right is None:
+        return _save(fig, path)
+    names = list(dict.fromkeys(r["variant"] for r in runs))
+    for i, name in enumerate(names):
+        mine = [r for r in runs if r["variant"] == name and r["status"] == "trained" and r["history"]]
+        if not mine:
+            continue
+        acc = np.array([[e["test_acc"] for e in r["history"]] for r in mine])
+        epochs = np.arange(1, acc.shape[1] + 1)
+        right.plot(epochs, acc.mean(axis=0), "o-", color=f"C{i}", label=name)
+        precise = [r["extras"].get("per_epoch", {}).get("precise_test_acc") for r in mine]
+        if all(precise):
+            right.plot(epochs, np.mean(precise, axis=0), "s--", color=f"C{i}", label=f"{name}, precise BN")
+    right.xaxis.set_major_locator(MaxNLocator(integer=True))
+    right.set_xlabel("epoch")
+    right.set_ylabel("test accuracy (mean over seeds)")
+    right.grid(alpha=0.3)
+    right.legend(fontsize="small")
     return _save(fig, path)

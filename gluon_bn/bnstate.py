@@ -1,0 +1,58 @@
+"""Reading and writing a BN block's state, for the chapter's convention and Gluon's alike.
+
+The chapter's ``BatchNorm`` keeps its moving statistics as plain NDArray attributes
+(``moving_mean``/``moving_var``, shaped like gamma); ``nn.BatchNorm`` keeps them as
+Parameters (``running_mean``/``running_var``, shape (C,)). Everything that inspects or
+changes moving statistics goes through these functions.
+"""
+from __future__ import annotations
+
+import mxnet as mx
+import numpy as np
+from mxnet import gluon, nd
+
+__all__ = ["bn_layers", "get_stats", "is_bn", "set_affine", "set_stats"]
+
+
+def _is_gluon_style(layer: gluon.Block) -> bool:
+    return isinstance(getattr(layer, "running_mean", None), gluon.Parameter)
+
+
+def is_bn(layer: gluon.Block) -> bool:
+    """Whether ``layer`` is a BN block in either convention."""
+    return isinstance(getattr(layer, "gamma", None), gluon.Parameter) and (
+        _is_gluon_style(layer) or isinstance(getattr(layer, "moving_mean", None), nd.NDArray))
+
+
+def bn_layers(net: gluon.Block) -> list[gluon.Block]:
+    """Every BN block inside ``net``, in order."""
+    found = [net] if is_bn(net) else []
+    for child in net._children.values():
+        found += bn_layers(child)
+    return found
+
+
+def get_stats(layer: gluon.Block) -> tuple[np.ndarray, np.ndarray]:
+    """The block's moving mean and variance as flat float64 vectors."""
+    if _is_gluon_style(layer):
+        mean, var = layer.running_mean.data(), layer.running_var.data()
+    else:
+        mean, var = layer.moving_mean, layer.moving_var
+    return mean.asnumpy().astype(np.float64).reshape(-1), var.asnumpy().astype(np.float64).reshape(-1)
+
+
+def set_stats(layer: gluon.Block, mean, var, ctx: mx.Context) -> None:
+    """Overwrite the block's moving mean and variance."""
+    if _is_gluon_style(layer):
+        for param, value in ((layer.running_mean, mean), (layer.running_var, var)):
+            param.set_data(nd.array(np.reshape(value, param.shape), ctx=ctx, dtype=param.dtype))
+    else:
+        shape, dtype = layer.moving_mean.shape, layer.moving_mean.dtype
+        layer.moving_mean = nd.array(np.reshape(mean, shape), ctx=ctx, dtype=dtype)
+        layer.moving_var = nd.array(np.reshape(var, shape), ctx=ctx, dtype=dtype)
+
+
+def set_affine(layer: gluon.Block, gamma, beta) -> None:
+    """Overwrite the block's scale and shift."""
+    for param, value in ((layer.gamma, gamma), (layer.beta, beta)):
+        param.set_data(nd.array(np.reshape(value, param.shape), ctx=param.list_ctx()[0]))

@@ -1,0 +1,310 @@
+"""The chapter's exercises as measured experiments, and precise BN, over several seeds.
+
+Every exercise is a list of model variants run by one runner (:func:`run_exercise`): each
+variant is trained for each seed with the chapter's training loop, and the exercise's own
+measurements are taken from the trained model. Each exercise then states a conclusion drawn
+from that run's numbers: the text is assembled from them, never written in advance.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+import mxnet as mx
+import numpy as np
+from mxnet import autograd, gluon
+
+from .bnstate import is_bn
+from .data import load_data_fashion_mnist
+from .errors import Diverged
+from .precise_bn import recompute_bn_stats, swap_bn_stats
+from .report import markdown_table
+from .training import Epoch, evaluate_accuracy
+
+__all__ = ["EXERCISES", "Exercise", "Variant", "precise_spreads", "summarize", "summary_table", "variant_config"]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One model setting of an exercise: a LeNet norm, ``lenet`` options, a learning rate."""
+
+    name: str
+    norm: str
+    options: dict = field(default_factory=dict)
+    lr: float | None = None  # None: the run's --lr
+    group: str = ""          # rows that belong together (a curve in a sweep)
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """An exercise: its question, its variants, what it measures and how it concludes."""
+
+    name: str
+    question: str
+    variants: Callable[[object], list[Variant]]
+    conclude: Callable[[list[dict], list[dict]], str]
+    measure: Callable[[gluon.Block, object, mx.Context], dict] | None = None
+    on_epoch: Callable[[Epoch, gluon.Block, object, mx.Context], dict] | None = None
+    details: Callable[[list[dict]], str] | None = None  # an extra Markdown table
+    x_axis: str | None = None  # plot against this numeric variant field (lr) instead of bars
+    epochs: int = 2            # default epochs per run (the chapter's 5 where it matters)
+
+
+def _mean_std(values) -> tuple[float, float]:
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    if not values:
+        return float("nan"), float("nan")
+    return float(np.mean(values)), float(np.std(values))
+
+
+def summarize(runs: list[dict]) -> list[dict]:
+    """Per variant: mean and std over seeds of the last epoch's numbers, and run statuses."""
+    rows = []
+    for name in dict.fromkeys(r["variant"] for r in runs):
+        mine = [r for r in runs if r["variant"] == name]
+        last = [r["history"][-1] if r["history"] and r["status"] == "trained" else None for r in mine]
+        row = {"variant": name, "group": mine[0]["group"], "lr": mine[0]["lr"], "seeds": len(mine),
+               "diverged": sum(r["status"] == "diverged" for r in mine)}
+        for key in ("loss", "train_acc", "test_acc"):
+            row[key], row[key + "_std"] = _mean_std(e[key] if e else None for e in last)
+        rows.append(row)
+    return rows
+
+
+def _fmt(mean: float, std: float, digits: int = 3) -> str:
+    return "n/a" if math.isnan(mean) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def _row(summary: list[dict], name: str) -> dict:
+    return next(r for r in summary if r["variant"] == name)
+
+
+def _noise(*rows: dict) -> float:
+    """The seed-to-seed spread against which a difference is judged (largest std, floor 0.002)."""
+    return max([r["test_acc_std"] for r in rows if not math.isnan(r["test_acc_std"])] + [0.002])
+
+
+def _compare_sentence(a: dict, b: dict, what: str) -> str:
+    diff = b["test_acc"] - a["test_acc"]
+    noise = 2 * _noise(a, b)
+    verdict = "within seed noise" if abs(diff) <= noise else ("better" if diff > 0 else "worse")
+    return (f"{what}: test accuracy {_fmt(b['test_acc'], b['test_acc_std'])} vs "
+            f"{_fmt(a['test_acc'], a['test_acc_std'])}, a difference of {diff:+.3f} "
+            f"({verdict}; twice the larger seed spread is {noise:.3f})")
+
+
+# -- 1. no-bias ---------------------------------------------------------------------------
+
+def _bias_gradients(net: gluon.Block, config, ctx: mx.Context) -> dict:
+    """|grad bias| / |grad weight| on one training batch, for each layer with a bias."""
+    train_iter, _ = load_data_fashion_mnist(config.batch_size, root=config.data_dir, seed=config.seed,
+                                            num_train=config.batch_size)
+    X, y = next(iter(train_iter))
+    with autograd.record():
+        l = gluon.loss.SoftmaxCrossEntropyLoss()(net(X.as_in_context(ctx)), y.as_in_context(ctx)).sum()
+    l.backward()
+    ratios = {"before BN": [], "no BN after": []}
+    layers = list(net)
+    for i, layer in enumerate(layers):
+        bias = getattr(layer, "bias", None)
+        if bias is not None and bias.grad_req != "null":
+            followed = i + 1 < len(layers) and is_bn(layers[i + 1])
+            ratios["before BN" if followed else "no BN after"].append(float(
+                bias.grad().norm().asscalar() / max(layer.weight.grad().norm().asscalar(), 1e-30)))
+    return {"bias_grad_ratio": ratios}
+
+
+def _conclude_no_bias(summary, runs) -> str:
+    with_bias = [r["extras"]["bias_grad_ratio"] for r in runs
+                 if r["variant"] == "with bias" and r["status"] == "trained"]
+    before_bn = [v for ratios in with_bias for v in ratios["before BN"]]
+    last = [v for ratios in with_bias for v in ratios["no BN after"]]
+    text = (f"With biases, the gradient reaching a bias that BN follows is at most "
+            f"{max(before_bn):.1e} of its layer's weight gradient (the output layer's bias, which no BN "
+            f"follows: {np.mean(last):.1e}): subtracting the batch mean cancels any constant shift, so "
+            "the bias before BN gets no gradient and does nothing. " if before_bn and last else "")
+    return text + _compare_sentence(_row(summary, "with bias"), _row(summary, "without bias"),
+                                    "Removing those biases") + "."
+
+
+# -- 2. learning-rate ---------------------------------------------------------------------
+
+LEARNING_RATES = (0.05, 0.3, 1.0, 3.0, 10.0, 100.0, 1e4, 1e38)
+
+
+def _lr_variants(config) -> list[Variant]:
+    return [Variant(f"{label}, lr {lr:g}", norm, lr=lr, group=label)
+            for norm, label in (("gluon", "with BN"), ("none", "without BN")) for lr in LEARNING_RATES]
+
+
+def _status(row: dict) -> str:
+    if row["diverged"] == row["seeds"]:
+        return "diverged"
+    if row["diverged"]:
+        return "diverged in some seeds"
+    return "trains" if row["train_acc"] >= 0.5 else "fails to learn"
+
+
+def _conclude_lr(summary, runs) -> str:
+    parts = []
+    for group in ("with BN", "without BN"):
+        rows = [r for r in summary if r["group"] == group]
+        trains = [r["lr"] for r in rows if _status(r) == "trains"]
+        broken = [(r["lr"], _status(r)) for r in rows if _status(r) != "trains"]
+        best = max(rows, key=lambda r: -1 if math.isnan(r["test_acc"]) else r["test_acc"])
+        parts.append(
+            f"{group}, the model trains (train accuracy >= 0.5) at "
+            + (f"learning rates {min(trains):g} to {max(trains):g}" if trains else "no learning rate tried")
+            + (f"; it {broken[0][1]} first at lr {broken[0][0]:g}" if broken and trains and broken[0][0] > min(trains)
+               else "")
+            + (", and diverges (NaN/inf loss) at " + ", ".join(f"{lr:g}" for lr, s in broken if s.startswith("diverged"))
+               if any(s.startswith("diverged") for _, s in broken) else ", and never diverges in this sweep")
+            + f"; its best test accuracy is {_fmt(best['test_acc'], best['test_acc_std'])} at lr {best['lr']:g}")
+    return ". ".join(parts) + "."
+
+
+# -- 3. placement, 4. frozen-affine, 5. global-stats ------------------------------------
+
+def _conclude_against(baseline: str, label: str = "") -> Callable:
+    def conclude(summary, runs) -> str:
+        base = _row(summary, baseline)
+        best = max(summary, key=lambda r: -1 if math.isnan(r["test_acc"]) else r["test_acc"])
+        sentences = [_compare_sentence(base, r, f"{r['variant']} against {baseline}")
+                     for r in summary if r["variant"] != baseline]
+        return (label + "; ".join(sentences) + f". Best: {best['variant']} "
+                f"({_fmt(best['test_acc'], best['test_acc_std'])}).")
+    return conclude
+
+
+def _conclude_frozen(summary, runs) -> str:
+    return "; ".join(_compare_sentence(_row(summary, f"{label}, learned"), _row(summary, f"{label}, frozen"),
+                                       f"{label}: gamma and beta frozen at 1 and 0")
+                     for label in ("from scratch", "nn.BatchNorm")) + "."
+
+
+# -- 6. precise-bn ------------------------------------------------------------------------
+
+def _precise_on_epoch(epoch: Epoch, net: gluon.Block, config, ctx: mx.Context) -> dict:
+    """Test accuracy with re-estimated statistics, training's own moving averages put back after."""
+    train_iter, test_iter = load_data_fashion_mnist(
+        config.batch_size, root=config.data_dir, seed=config.seed + 1000 + epoch.epoch,
+        num_train=config.num_train, num_test=config.num_test)
+    saved = swap_bn_stats(net)
+    recompute_bn_stats(net, train_iter, num_batches=config.precise_batches, ctx=ctx)
+    accuracy = evaluate_accuracy(test_iter, net, ctx)
+    swap_bn_stats(net, saved, ctx)
+    return {"precise_test_acc": accuracy}
+
+
+def precise_spreads(runs: list[dict], variant: str) -> dict:
+    """Test accuracy per epoch with moving vs re-estimated statistics: means and spreads."""
+    mine = [r for r in runs if r["variant"] == variant and r["status"] == "trained"]
+    moving = np.array([[e["test_acc"] for e in r["history"]] for r in mine])
+    precise = np.array([r["extras"]["per_epoch"]["precise_test_acc"] for r in mine])
+    out = {}
+    for name, acc in (("moving", moving), ("precise", precise)):
+        if acc.size == 0:
+            return {}
+        later = acc[:, 1:] if acc.shape[1] > 2 else acc  # epoch 1 is mostly the learning itself
+        out[name] = {"per_epoch_mean": acc.mean(axis=0).tolist(), "per_epoch_std": acc.std(axis=0).tolist(),
+                     "last_mean": float(acc[:, -1].mean()), "last_std": float(acc[:, -1].std()),
+                     # epoch to epoch: mean |change| between consecutive epochs, per seed, then averaged
+                     "epoch_to_epoch": float(np.abs(np.diff(later, axis=1)).mean()) if later.shape[1] > 1 else 0.0,
+                     # seed to seed: the std across seeds, averaged over epochs
+                     "seed_to_seed": float(acc.std(axis=0).mean())}
+    return out
+
+
+def _conclude_precise(summary, runs) -> str:
+    parts = []
+    for variant in dict.fromkeys(r["variant"] for r in runs):
+        s = precise_spreads(runs, variant)
+        if not s:
+            continue
+        m, p = s["moving"], s["precise"]
+        parts.append(
+            f"{variant}: last-epoch test accuracy {m['last_mean']:.3f} ± {m['last_std']:.3f} with the moving "
+            f"averages, {p['last_mean']:.3f} ± {p['last_std']:.3f} with re-estimated statistics; the mean "
+            f"jump between consecutive epochs goes from {m['epoch_to_epoch']:.3f} to {p['epoch_to_epoch']:.3f} "
+            f"and the spread across seeds from {m['seed_to_seed']:.3f} to {p['seed_to_seed']:.3f}")
+    return "; ".join(parts) + "."
+
+
+def _details_no_bias(runs) -> str:
+    rows = [[r["seed"], *(", ".join(f"{v:.1e}" for v in r["extras"]["bias_grad_ratio"][k]) for k in
+                          ("before BN", "no BN after"))]
+            for r in runs if r["variant"] == "with bias" and r["status"] == "trained"]
+    return markdown_table(["seed", "bias gradient norm / weight gradient norm, layers BN follows",
+                           "same, output layer (no BN after)"], rows)
+
+
+def _details_precise(runs) -> str:
+    blocks = []
+    for variant in dict.fromkeys(r["variant"] for r in runs):
+        s = precise_spreads(runs, variant)
+        if not s:
+            continue
+        m, p = s["moving"], s["precise"]
+        rows = [[e + 1, _fmt(m["per_epoch_mean"][e], m["per_epoch_std"][e]),
+                 _fmt(p["per_epoch_mean"][e], p["per_epoch_std"][e])] for e in range(len(m["per_epoch_mean"]))]
+        rows.append(["mean jump between epochs", f"{m['epoch_to_epoch']:.3f}", f"{p['epoch_to_epoch']:.3f}"])
+        rows.append(["spread across seeds", f"{m['seed_to_seed']:.3f}", f"{p['seed_to_seed']:.3f}"])
+        blocks.append(f"**{variant}**: test accuracy per epoch, mean ± std over seeds\n\n"
+                      + markdown_table(["epoch", "moving averages", "re-estimated (precise BN)"], rows))
+    return "\n\n".join(blocks)
+
+
+def _precise_variants(config) -> list[Variant]:
+    return [Variant("from scratch", "scratch"), Variant("nn.BatchNorm", "gluon")]
+
+
+EXERCISES: dict[str, Exercise] = {e.name: e for e in (
+    Exercise("no-bias",
+             "Can we remove the bias of the fully connected and convolutional layers before BN? Why?",
+             lambda c: [Variant("with bias", "gluon"), Variant("without bias", "gluon", {"use_bias": False})],
+             _conclude_no_bias, measure=_bias_gradients, details=_details_no_bias),
+    Exercise("learning-rate",
+             "Compared with LeNet without BN, can we now use a larger learning rate?",
+             _lr_variants, _conclude_lr, x_axis="lr"),
+    Exercise("placement",
+             "Insert the BN layers elsewhere in LeNet: what changes?",
+             lambda c: [Variant("before sigmoid (chapter)", "gluon"),
+                        Variant("after sigmoid", "gluon", {"placement": "after"}),
+                        Variant("conv layers only", "gluon", {"where": "conv"}),
+                        Variant("dense layers only", "gluon", {"where": "dense"})],
+             _conclude_against("before sigmoid (chapter)")),
+    Exercise("frozen-affine",
+             "Do not learn gamma and beta (grad_req='null'): what happens?",
+             lambda c: [Variant(f"{label}, {state}", norm, {} if learned else {"learn_affine": False})
+                        for norm, label in (("scratch", "from scratch"), ("gluon", "nn.BatchNorm"))
+                        for learned, state in ((True, "learned"), (False, "frozen"))],
+             _conclude_frozen),
+    Exercise("global-stats",
+             "What do nn.BatchNorm's options (use_global_stats, momentum, center, scale) do?",
+             lambda c: [Variant("default", "gluon"),
+                        Variant("use_global_stats=True", "gluon", {"gluon_options": {"use_global_stats": True}}),
+                        Variant("momentum=0.5", "gluon", {"gluon_options": {"momentum": 0.5}}),
+                        Variant("momentum=0.99", "gluon", {"gluon_options": {"momentum": 0.99}}),
+                        Variant("center=False (no beta)", "gluon", {"gluon_options": {"center": False}}),
+                        Variant("scale=False (no gamma)", "gluon", {"gluon_options": {"scale": False}})],
+             _conclude_against("default")),
+    Exercise("precise-bn",
+             "Test accuracy swings between epochs at lr 1.0: do re-estimated population statistics "
+             "(precise BN) steady it?",
+             _precise_variants, _conclude_precise, on_epoch=_precise_on_epoch, details=_details_precise,
+             epochs=5),
+)}
+
+
+def variant_config(config, variant: Variant, seed: int):
+    """The run settings for one variant and seed."""
+    return replace(config, seed=seed, lr=variant.lr if variant.lr is not None else config.lr)
+
+
+def summary_table(summary: list[dict]) -> str:
+    """Per variant: learning rate, seeds, divergences, last-epoch numbers as mean ± std."""
+    return markdown_table(
+        ["variant", "lr", "seeds", "diverged", "loss", "train acc", "test acc"],
+        [[r["variant"], f"{r['lr']:g}", r["seeds"], r["diverged"], _fmt(r["loss"], r["loss_std"], 4),
+          _fmt(r["train_acc"], r["train_acc_std"]), _fmt(r["test_acc"], r["test_acc_std"])] for r in summary])

@@ -1,0 +1,89 @@
+"""Precise BN: re-estimate every BN layer's population statistics after training.
+
+During training the moving averages trail weights that keep changing (at lr 1.0 they
+change fast), so prediction-mode accuracy swings from epoch to epoch. Re-estimating the
+statistics over a sample of the training set with the weights frozen removes that lag
+(Ioffe & Szegedy, 2015, Alg. 2; Wu & Johnson, 2021, "Rethinking Batch in BatchNorm").
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import mxnet as mx
+import numpy as np
+from mxnet import autograd, gluon
+
+from .bnstate import bn_layers, get_stats, set_stats
+
+__all__ = ["recompute_bn_stats", "swap_bn_stats"]
+
+
+def recompute_bn_stats(net: gluon.Block, data_iter: Iterable, num_batches: int | None = 100,
+                       ctx: mx.Context | None = None) -> int:
+    """Set each BN layer's moving mean/variance to its input's mean/variance over the data.
+
+    The network runs forward in training mode (each BN layer normalizes with its batch's
+    statistics, as during training) over up to ``num_batches`` batches; every BN layer's
+    input is accumulated in float64, and its moving statistics become the mean and the
+    (biased) variance of all those examples. Weights do not change. Works for the chapter's
+    ``BatchNorm`` and ``nn.BatchNorm`` alike; returns the number of examples used.
+    """
+    layers = bn_layers(net)
+    if not layers:
+        raise ValueError("recompute_bn_stats: the net has no BN layer")
+    if num_batches is not None and num_batches <= 0:
+        raise ValueError(f"num_batches must be positive, got {num_batches}")
+    ctx = ctx or layers[0].gamma.list_ctx()[0]
+    sums = [None] * len(layers)
+    saved = None  # restored if anything fails: the chapter's layer updates its stats in forward
+
+    def hook_for(i):
+        def hook(block, inputs):
+            X = inputs[0]
+            axes = (0,) if X.ndim == 2 else (0, 2, 3)
+            count = X.size // X.shape[1]
+            s1 = X.astype("float64").sum(axis=axes).asnumpy().reshape(-1)
+            s2 = (X.astype("float64") ** 2).sum(axis=axes).asnumpy().reshape(-1)
+            sums[i] = (count, s1, s2) if sums[i] is None else (sums[i][0] + count, sums[i][1] + s1,
+                                                               sums[i][2] + s2)
+        return hook
+
+    handles = []
+    seen = 0
+    try:
+        for b, (X, _) in enumerate(data_iter):
+            if num_batches is not None and b >= num_batches:
+                break
+            X = X.as_in_context(ctx)
+            if saved is None:
+                net(X).wait_to_read()  # prediction mode: completes deferred shapes, changes nothing
+                saved = [get_stats(layer) for layer in layers]
+                handles = [layer.register_forward_pre_hook(hook_for(i)) for i, layer in enumerate(layers)]
+            with autograd.train_mode():
+                net(X).wait_to_read()
+            seen += X.shape[0]
+    except BaseException:
+        for layer, (mean, var) in zip(layers, saved or []):
+            set_stats(layer, mean, var, ctx)
+        raise
+    finally:
+        for handle in handles:
+            handle.detach()
+    if seen == 0:
+        raise ValueError("recompute_bn_stats: the data iterator gave no batch")
+    for layer, (count, s1, s2) in zip(layers, sums):
+        mean = s1 / count
+        set_stats(layer, mean, np.maximum(s2 / count - mean ** 2, 0.0), ctx)
+    return seen
+
+
+def swap_bn_stats(net: gluon.Block, stats: list[tuple[np.ndarray, np.ndarray]] | None = None,
+                  ctx: mx.Context | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Return every BN layer's (mean, var); with ``stats``, put those in their place."""
+    layers = bn_layers(net)
+    current = [get_stats(layer) for layer in layers]
+    if stats is not None:
+        ctx = ctx or layers[0].gamma.list_ctx()[0]
+        for layer, (mean, var) in zip(layers, stats):
+            set_stats(layer, mean, var, ctx)
+    return current
