@@ -216,13 +216,15 @@ def precise_spreads(runs: list[dict], variant: str) -> dict:
     return out
 
 
+def _precise_by_variant(runs) -> dict[str, tuple[dict, dict]]:
+    """(moving, precise) spreads of every variant that has them."""
+    spreads = {variant: precise_spreads(runs, variant) for variant in dict.fromkeys(r["variant"] for r in runs)}
+    return {variant: (s["moving"], s["precise"]) for variant, s in spreads.items() if s}
+
+
 def _conclude_precise(summary, runs) -> str:
     parts = []
-    for variant in dict.fromkeys(r["variant"] for r in runs):
-        s = precise_spreads(runs, variant)
-        if not s:
-            continue
-        m, p = s["moving"], s["precise"]
+    for variant, (m, p) in _precise_by_variant(runs).items():
         parts.append(
             f"{variant}: last-epoch test accuracy {m['last_mean']:.3f} ± {m['last_std']:.3f} with the moving "
             f"averages, {p['last_mean']:.3f} ± {p['last_std']:.3f} with re-estimated statistics; the mean "
@@ -241,11 +243,7 @@ def _details_no_bias(runs) -> str:
 
 def _details_precise(runs) -> str:
     blocks = []
-    for variant in dict.fromkeys(r["variant"] for r in runs):
-        s = precise_spreads(runs, variant)
-        if not s:
-            continue
-        m, p = s["moving"], s["precise"]
+    for variant, (m, p) in _precise_by_variant(runs).items():
         rows = [[e + 1, _fmt(m["per_epoch_mean"][e], m["per_epoch_std"][e]),
                  _fmt(p["per_epoch_mean"][e], p["per_epoch_std"][e])] for e in range(len(m["per_epoch_mean"]))]
         rows.append(["mean jump between epochs", f"{m['epoch_to_epoch']:.3f}", f"{p['epoch_to_epoch']:.3f}"])
