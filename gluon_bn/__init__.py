@@ -7,6 +7,7 @@ from importlib import metadata as _metadata
 
 from .data import load_data_fashion_mnist
 from .errors import DataError, GluonBNError, UsageError
+from .fast import FastBatchNorm
 from .layers import BatchNorm, batch_norm
 from .models import lenet
 from .training import Epoch, evaluate_accuracy, train_ch5, try_gpu
@@ -16,5 +17,5 @@ try:
 except _metadata.PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0+unknown"
 
-__all__ = ["BatchNorm", "DataError", "Epoch", "GluonBNError", "UsageError", "batch_norm",
+__all__ = ["BatchNorm", "DataError", "Epoch", "FastBatchNorm", "GluonBNError", "UsageError", "batch_norm",
            "evaluate_accuracy", "lenet", "load_data_fashion_mnist", "train_ch5", "try_gpu"]

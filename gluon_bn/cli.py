@@ -15,7 +15,7 @@ from .experiments import CONTEXTS, CompareConfig, ExerciseConfig, ReproduceConfi
 
 __all__ = ["main"]
 
-MODEL_CHOICES = {"scratch": ("scratch",), "gluon": ("gluon",), "none": ("none",),
+MODEL_CHOICES = {"scratch": ("scratch",), "gluon": ("gluon",), "none": ("none",), "fast": ("fast",),
                  "both": ("scratch", "gluon")}
 
 
@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "record and a PNG of the training curves into --out.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     rep.add_argument("--model", choices=MODEL_CHOICES, default="both",
-                     help="which LeNet: from-scratch BN, nn.BatchNorm, no BN, or scratch and gluon")
+                     help="which LeNet: from-scratch BN, nn.BatchNorm, no BN, FastBatchNorm, or scratch and gluon")
     _run_arguments(rep, ReproduceConfig())
     rep.add_argument("--resume", action="store_true",
                      help="continue from the checkpoints in --out (written after every epoch and on Ctrl-C)")

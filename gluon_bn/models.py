@@ -1,4 +1,4 @@
-"""The chapter's LeNet, with the from-scratch BatchNorm, Gluon's, or none.
+"""The chapter's LeNet, with the from-scratch BatchNorm, Gluon's, none, or the fast one.
 
 ``lenet(norm)`` is the chapter's model. Its keyword options build the variants the
 chapter's exercises ask about: no bias before BN, BN after the activation or only in
@@ -6,14 +6,15 @@ some layers, gamma/beta not learned, and options passed to ``nn.BatchNorm``.
 """
 from mxnet.gluon import nn
 
+from .fast import FastBatchNorm
 from .layers import BatchNorm
 
 __all__ = ["LABELS", "NORMS", "PLACEMENTS", "WHERE", "lenet"]
 
 #: The normalizations ``lenet`` knows, in the order the CLI lists them.
-NORMS = ("scratch", "gluon", "none")
+NORMS = ("scratch", "gluon", "none", "fast")
 #: How reports and plots name each one.
-LABELS = {"scratch": "from scratch", "gluon": "nn.BatchNorm", "none": "no BN"}
+LABELS = {"scratch": "from scratch", "gluon": "nn.BatchNorm", "none": "no BN", "fast": "FastBatchNorm"}
 #: BN before the activation (the chapter) or after it.
 PLACEMENTS = ("before", "after")
 #: Which layers get BN.
@@ -22,7 +23,10 @@ WHERE = ("all", "conv", "dense")
 
 def _bn(norm: str, num_features: int, num_dims: int, learn_affine: bool, gluon_options: dict) -> nn.Block:
     """One BN layer of the requested kind (Gluon's infers its size)."""
-    layer = BatchNorm(num_features, num_dims=num_dims) if norm == "scratch" else nn.BatchNorm(**gluon_options)
+    if norm == "gluon":
+        layer = nn.BatchNorm(**gluon_options)
+    else:
+        layer = (FastBatchNorm if norm == "fast" else BatchNorm)(num_features, num_dims=num_dims)
     if not learn_affine:
         layer.gamma.grad_req = layer.beta.grad_req = 'null'
     return layer
