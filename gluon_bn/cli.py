@@ -118,9 +118,12 @@ def main(argv: list[str] | None = None) -> int:
                                           resume=args.resume))
         elif args.command == "exercise":
             if args.list or args.name is None:
-                for name, exercise in EXERCISES.items():
-                    print(f"{name:15s} {exercise.question}")
-                return 0 if args.list else 2
+                listing = "\n".join(f"{name:15s} {exercise.question}" for name, exercise in EXERCISES.items())
+                if args.list:
+                    print(listing)
+                    return 0
+                print(f"gluon-bn: error: name an exercise:\n{listing}", file=sys.stderr)
+                return 2
             experiments.run_exercise(_config(ExerciseConfig, args, name=args.name, seeds=args.seeds,
                                              quick=args.quick, resume=args.resume,
                                              precise_batches=args.precise_batches))
