@@ -211,10 +211,10 @@ def train_model(norm: str, config: RunConfig, ctx: mx.Context, log: Callable[[st
 
     def epoch_end(epoch: Epoch, trained: gluon.Block) -> None:
         history.append(epoch)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, trained)  # first, so the checkpoint holds this epoch's extras
         if ckpt is not None:
             save(epoch.epoch)
-        if on_epoch_end is not None:
-            on_epoch_end(epoch, trained)
 
     with (stop_on_sigint() if ckpt is not None else contextlib.nullcontext(None)) as should_stop:
         try:

@@ -144,3 +144,12 @@ def test_cli_exercise_resume_keeps_finished_runs(tmp_path, real_data_dir):
     assert again.returncode == 0 and "training on" not in again.stdout  # every run was already done
     a = json.loads((tmp_path / "exercise-no-bias.json").read_text())["results"]["summary"]
     assert a[0]["seeds"] == 2
+
+
+def test_resumed_precise_bn_keeps_every_epochs_measurement(tmp_path, real_data_dir):
+    """Extras measured after each epoch are saved with its checkpoint and come back on --resume."""
+    config = ExerciseConfig(name="precise-bn", quick=True, ctx="cpu", out=str(tmp_path), epochs=2)
+    run_exercise(config, log=lambda s: None)
+    ckpt = next((tmp_path / "checkpoints" / "exercise-precise-bn").glob("*/latest.json"))
+    meta = json.loads(ckpt.read_text())
+    assert len(meta["extras"]["per_epoch"]["precise_test_acc"]) == meta["epochs_done"]
