@@ -181,7 +181,8 @@ def _decode_cached(directory: Path, _stamp: tuple) -> FashionMNIST:
 
 def _stamp(directory: Path) -> tuple:
     """Size and mtime of each file, so an edited file is decoded again."""
-    return tuple((os.stat(directory / n).st_size, os.stat(directory / n).st_mtime_ns) for n in FILES)
+    stats = [os.stat(directory / name) for name in FILES]
+    return tuple((st.st_size, st.st_mtime_ns) for st in stats)
 
 
 def _fetch(url: str, dest: Path) -> None:
