@@ -1,8 +1,8 @@
 """Checkpoints of one model's training: written atomically, read back without pickle.
 
 A checkpoint folder ``ckpt-NNNNNN`` holds the parameters (``net.save_parameters``, MXNet's
-own format, which covers Gluon's running statistics), the chapter layers' moving statistics
-and the optimizer's state NDArrays (``nd.save``). ``latest.json`` beside it names the newest
+own format), every BN layer's moving statistics, read and written through ``bnstate`` so the
+chapter's NDArray attributes are covered too, and the optimizer's state NDArrays (``nd.save``). ``latest.json`` beside it names the newest
 complete folder and carries everything else as JSON: the run's settings, progress, history,
 partial-epoch sums, the batch order's RNG state and the optimizer's update counters.
 A folder is built under a temporary name and renamed into place before ``latest.json`` is
@@ -19,25 +19,12 @@ from pathlib import Path
 import mxnet as mx
 from mxnet import gluon, nd
 
+from .bnstate import bn_layers, get_stats, set_stats
 from .files import atomic_write_json
 
 __all__ = ["Checkpointer"]
 
 _LATEST = "latest.json"
-
-
-def _moving_stat_layers(net: gluon.Block) -> dict[str, gluon.Block]:
-    """Blocks keeping moving statistics as plain NDArrays (the chapter's), by child path."""
-    found = {}
-
-    def walk(block, prefix):
-        if isinstance(getattr(block, "moving_mean", None), nd.NDArray):
-            found[prefix or "."] = block
-        for name, child in block._children.items():
-            walk(child, f"{prefix}/{name}" if prefix else name)
-
-    walk(net, "")
-    return found
 
 
 def _structural_names(net: gluon.Block) -> dict[str, str]:
@@ -72,9 +59,9 @@ class Checkpointer:
         tmp = Path(tempfile.mkdtemp(prefix=".ckpt-", dir=self.directory))
         try:
             net.save_parameters(str(tmp / "params"))
-            stats = {f"{path}:{name}": getattr(layer, name).as_in_context(mx.cpu())
-                     for path, layer in _moving_stat_layers(net).items()
-                     for name in ("moving_mean", "moving_var")}
+            stats = {f"{i}:{name}": nd.array(value, dtype="float64")
+                     for i, layer in enumerate(bn_layers(net))
+                     for name, value in zip(("mean", "var"), get_stats(layer))}
             nd.save(str(tmp / "stats"), stats)
             nd.save(str(tmp / "optimizer"), self._optimizer_arrays(net, trainer))
             previous = self.meta()
@@ -103,9 +90,8 @@ class Checkpointer:
         folder = self.directory / meta["folder"]
         net.load_parameters(str(folder / "params"), ctx=ctx)
         stats = _load_dict(folder / "stats")
-        for path, layer in _moving_stat_layers(net).items():
-            for name in ("moving_mean", "moving_var"):
-                setattr(layer, name, stats[f"{path}:{name}"].as_in_context(ctx))
+        for i, layer in enumerate(bn_layers(net)):
+            set_stats(layer, stats[f"{i}:mean"].asnumpy(), stats[f"{i}:var"].asnumpy(), ctx)
         self._restore_optimizer(net, trainer, _load_dict(folder / "optimizer"), meta["optimizer"], ctx)
         return meta
 
