@@ -24,7 +24,7 @@ from mxnet.gluon import nn
 
 from .bnstate import bn_layers, get_stats, is_bn, set_affine, set_stats
 from .layers import BatchNorm
-from .reference import bn_backward, bn_forward
+from .reference import bn_backward, bn_forward, reduce_axes
 
 __all__ = ["LAYERS", "Check", "Difference", "ModeRow", "check_layer", "copy_parameters", "copy_state",
            "known_differences", "mode_table", "model_drift", "variance_estimator"]
@@ -185,7 +185,7 @@ def variance_estimator(ctx: mx.Context | None = None, shape=(4, 3, 2, 2), seed: 
     _, gl = _pair(ctx, shape[1], len(shape), align_init=True)
     _step(gl, x, np.ones(shape, np.float32), ctx)
     got = get_stats(gl)[1]
-    axes = (0,) if len(shape) == 2 else (0, 2, 3)
+    axes = reduce_axes(len(shape))
     m = x.size // shape[1]
     biased = 0.9 + 0.1 * x.astype(np.float64).var(axis=axes)
     unbiased = 0.9 + 0.1 * x.astype(np.float64).var(axis=axes) * m / (m - 1)
@@ -337,25 +337,24 @@ def mode_table(ctx: mx.Context | None = None, seed: int = 0) -> list[ModeRow]:
 
 # -- 4. two LeNets from the same start -----------------------------------------------------
 
+def _learnable(net: gluon.Block) -> list[gluon.Parameter]:
+    """The parameters training updates, in registration order (Gluon's running stats excluded)."""
+    return [p for p in net.collect_params().values() if p.grad_req != "null"]
+
+
 def copy_parameters(source: gluon.Block, target: gluon.Block) -> None:
     """Give ``target`` the learnable parameters of ``source`` (same architecture, any BN style)."""
-    src = [p for p in source.collect_params().values() if p.grad_req != "null"]
-    dst = [p for p in target.collect_params().values() if p.grad_req != "null"]
+    src, dst = _learnable(source), _learnable(target)
     if [p.data().size for p in src] != [p.data().size for p in dst]:
         raise ValueError("copy_parameters needs two models with the same learnable parameters, in order")
     for s, d in zip(src, dst):
         d.set_data(s.data().reshape(d.shape).as_in_context(d.list_ctx()[0]))
 
 
-def _bn_pairs(a: nn.Sequential, b: nn.Sequential):
-    """The BN layers of two same-architecture models, side by side."""
-    return list(zip(bn_layers(a), bn_layers(b)))
-
-
 def copy_state(source: nn.Sequential, target: nn.Sequential) -> None:
     """``copy_parameters`` plus every BN layer's moving statistics."""
     copy_parameters(source, target)
-    for a, b in _bn_pairs(source, target):
+    for a, b in zip(bn_layers(source), bn_layers(target)):
         set_stats(b, *get_stats(a), ctx=b.gamma.list_ctx()[0])
 
 
@@ -370,16 +369,15 @@ def model_drift(a: nn.Sequential, b: nn.Sequential, probe: nd.NDArray) -> dict:
     Weights and statistics are compared as one vector each (relative norm of the difference), so
     the biases before BN, whose gradient is ~0 and norm ~1e-7, do not dominate.
     """
-    def learnable(net):
-        return np.concatenate([p.data().asnumpy().ravel() for p in net.collect_params().values()
-                               if p.grad_req != "null"])
+    def weights(net):
+        return np.concatenate([p.data().asnumpy().ravel() for p in _learnable(net)])
 
-    def stats(net, other):
-        return np.concatenate([s for x, _ in _bn_pairs(net, other) for s in get_stats(x)] or [np.zeros(0)])
+    def stats(net):
+        return np.concatenate([s for layer in bn_layers(net) for s in get_stats(layer)] or [np.zeros(0)])
 
-    wa, wb = learnable(a), learnable(b)
+    wa, wb = weights(a), weights(b)
     ya, yb = a(probe), b(probe)
     return {"param_rel_diff": _rel(wa, wb), "param_max_abs_diff": float(np.max(np.abs(wa - wb))),
-            "stats_rel_diff": _rel(stats(a, b), stats(b, a)),
+            "stats_rel_diff": _rel(stats(a), stats(b)),
             "logits_max_abs_diff": float(nd.abs(ya - yb).max().asscalar()),
             "prediction_agreement": float((ya.argmax(axis=1) == yb.argmax(axis=1)).mean().asscalar())}

@@ -17,7 +17,6 @@ from mxnet import autograd, gluon
 
 from .bnstate import is_bn
 from .data import load_data_fashion_mnist
-from .errors import Diverged
 from .precise_bn import recompute_bn_stats, swap_bn_stats
 from .report import markdown_table
 from .training import Epoch, evaluate_accuracy

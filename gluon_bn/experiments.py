@@ -28,7 +28,7 @@ from .plots import plot_drift, plot_exercise, plot_histories
 from .exercises import EXERCISES, summarize, summary_table, variant_config
 from .record import environment, load_record, save_record
 from .report import chapter_table
-from .training import Epoch, train_ch5, try_gpu
+from .training import Epoch, history_rows, train_ch5, try_gpu
 
 __all__ = ["CHAPTER", "CONTEXTS", "CompareConfig", "ModelRun", "ReproduceConfig", "RunConfig",
            "ExerciseConfig", "compare", "compare_models", "quick_mode", "reproduce", "resolve_context",
@@ -130,7 +130,7 @@ class ModelRun:
     wall_time: float = 0.0
 
     def to_dict(self) -> dict:
-        return {"history": [e.to_dict() for e in self.history],
+        return {"history": history_rows(self.history),
                 "first_bn": {"gamma": self.gamma, "beta": self.beta},
                 "wall_time": self.wall_time}
 
@@ -206,7 +206,7 @@ def train_model(norm: str, config: RunConfig, ctx: mx.Context, log: Callable[[st
     def save(epochs_done: int, partial: list[float] | None = None) -> None:
         ckpt.save(net, trainer, {"model": norm, "settings": {k: getattr(config, k) for k in RESUME_KEYS},
                                  "epochs_done": epochs_done, "partial": partial,
-                                 "history": [e.to_dict() for e in history], "loader": train_iter.state(),
+                                 "history": history_rows(history), "loader": train_iter.state(),
                                  "extras": extras})
 
     def epoch_end(epoch: Epoch, trained: gluon.Block) -> None:
@@ -418,9 +418,8 @@ def run_exercise(config: ExerciseConfig, log: Callable[[str], None] = print) -> 
     with ``resume`` the finished runs are kept and an unfinished one continues from its
     last checkpoint.
     """
-    exercise = EXERCISES.get(config.name)
-    if exercise is None:
-        config.validate()
+    config.validate()
+    exercise = EXERCISES[config.name]
     if config.quick:
         config = replace(config, **QUICK_EXERCISE)
     config = replace(config, epochs=config.epochs or exercise.epochs)
@@ -456,10 +455,10 @@ def run_exercise(config: ExerciseConfig, log: Callable[[str], None] = print) -> 
                                   resume=config.resume)
                 if exercise.measure is not None:
                     extras.update(exercise.measure(net, vc, ctx))
-                entry.update(status="trained", history=[e.to_dict() for e in run.history])
+                entry.update(status="trained", history=history_rows(run.history))
             except Diverged as exc:
                 log(f"diverged: {exc}")
-                entry.update(status="diverged", history=[e.to_dict() for e in exc.history],
+                entry.update(status="diverged", history=history_rows(exc.history),
                              diverged={"epoch": exc.epoch, "batch": exc.batch, "loss": str(exc.loss)})
             runs.append({**entry, "extras": extras})
             save_record(record_path, "exercise", config.to_dict(), {"runs": runs}, **extra, complete=False,
@@ -475,7 +474,7 @@ def run_exercise(config: ExerciseConfig, log: Callable[[str], None] = print) -> 
         f"{config.epochs} epochs per run, seeds {config.seed}..{config.seed + config.seeds - 1}, lr {config.lr:g} "
         f"unless the row says otherwise, batch {config.batch_size}, on {ctx}"
         + (f", first {config.num_train} training and {config.num_test} test images" if config.num_train else "")
-        + f". Numbers are the last epoch's, mean ± std over seeds.", table, details,
+        + ". Numbers are the last epoch's, mean ± std over seeds.", table, details,
         f"**Conclusion (from this run's numbers).** {conclusion}", f"![plot]({stem.name}.png)") if part)
     atomic_write_text(stem.with_suffix(".md"), text + "\n")
     save_record(record_path, "exercise", config.to_dict(), {"runs": runs, "summary": summary,

@@ -12,15 +12,11 @@ from matplotlib.ticker import MaxNLocator
 
 from .files import atomic_write_bytes
 from .models import LABELS
+from .training import history_rows
 
 __all__ = ["plot_drift", "plot_exercise", "plot_histories"]
 
 _PANELS = (("loss", "training loss"), ("train_acc", "train accuracy"), ("test_acc", "test accuracy"))
-
-
-def _rows(history: Sequence) -> list[dict]:
-    """Epochs as dicts, whether given as ``Epoch`` objects or as loaded from a record."""
-    return [row if isinstance(row, Mapping) else row.to_dict() for row in history]
 
 
 def _save(fig: Figure, path: str | os.PathLike | None) -> Figure:
@@ -42,7 +38,7 @@ def plot_histories(histories: Mapping[str, Sequence], path: str | os.PathLike | 
     """
     fig, axes = plt.subplots(1, len(_PANELS), figsize=(12, 3.6), constrained_layout=True)
     for i, (name, history) in enumerate(histories.items()):
-        rows = _rows(history)
+        rows = history_rows(history)
         color = f"C{i}"
         epochs = [r["epoch"] for r in rows]
         for ax, (key, _) in zip(axes, _PANELS):

@@ -14,6 +14,7 @@ import numpy as np
 from mxnet import autograd, gluon
 
 from .bnstate import bn_layers, get_stats, set_stats
+from .reference import reduce_axes
 
 __all__ = ["recompute_bn_stats", "swap_bn_stats"]
 
@@ -39,11 +40,11 @@ def recompute_bn_stats(net: gluon.Block, data_iter: Iterable, num_batches: int |
 
     def hook_for(i):
         def hook(block, inputs):
-            X = inputs[0]
-            axes = (0,) if X.ndim == 2 else (0, 2, 3)
+            X = inputs[0].astype("float64")
+            axes = reduce_axes(X.ndim)
             count = X.size // X.shape[1]
-            s1 = X.astype("float64").sum(axis=axes).asnumpy().reshape(-1)
-            s2 = (X.astype("float64") ** 2).sum(axis=axes).asnumpy().reshape(-1)
+            s1 = X.sum(axis=axes).asnumpy().reshape(-1)
+            s2 = (X ** 2).sum(axis=axes).asnumpy().reshape(-1)
             sums[i] = (count, s1, s2) if sums[i] is None else (sums[i][0] + count, sums[i][1] + s1,
                                                                sums[i][2] + s2)
         return hook

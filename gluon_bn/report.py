@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 from .models import LABELS
+from .training import history_rows
 
 __all__ = ["chapter_table", "checks_table", "compare_markdown", "differences_table", "drift_table",
            "failures", "histories_table", "layer_sections", "markdown_table", "model_sections",
@@ -17,7 +18,7 @@ def chapter_table(histories: Mapping[str, Sequence], published: Mapping[str, Map
               f"{'chapter loss':>14}{'train acc':>11}{'test acc':>10}   |{'Δ loss':>9}{'Δ train':>9}")
     lines = [header, "-" * len(header)]
     for name, history in histories.items():
-        rows = [r if isinstance(r, Mapping) else r.to_dict() for r in history]
+        rows = history_rows(history)
         ours = next((r for r in rows if r["epoch"] == published_epoch), rows[-1])
         line = (f"{LABELS.get(name, name):<14}{ours['epoch']:>6}{ours['loss']:>9.4f}"
                 f"{ours['train_acc']:>11.3f}{ours['test_acc']:>10.3f}   |")

@@ -3,16 +3,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import mxnet as mx
 from d2l import mxnet as d2l
-from mxnet import autograd, gluon, nd
+from mxnet import autograd, gluon
 from tqdm import tqdm
 
 from .errors import Diverged, TrainingInterrupted
 
-__all__ = ["Epoch", "evaluate_accuracy", "train_ch5", "try_gpu"]
+__all__ = ["Epoch", "evaluate_accuracy", "history_rows", "train_ch5", "try_gpu"]
 
 #: d2l's: gpu(i) when that GPU exists, else cpu().
 try_gpu = d2l.try_gpu
@@ -35,6 +35,11 @@ class Epoch:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def history_rows(history: Iterable) -> list[dict]:
+    """Epochs as dicts, whether given as ``Epoch`` objects or as loaded from a record."""
+    return [e if isinstance(e, Mapping) else e.to_dict() for e in history]
 
 
 def evaluate_accuracy(data_iter: Iterable, net: gluon.Block, ctx: mx.Context | None = None) -> float:
@@ -85,7 +90,6 @@ def train_ch5(net: gluon.Block, train_iter: Iterable, test_iter: Iterable, batch
             if should_stop is not None and should_stop():
                 raise TrainingInterrupted(epoch, list(metric.data))
         test_acc = evaluate_accuracy(test_iter, net, ctx)
-        nd.waitall()
         result = Epoch(epoch + 1, metric[0] / metric[2], metric[1] / metric[2], test_acc,
                        timer.stop())
         history.append(result)

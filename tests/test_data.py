@@ -1,6 +1,5 @@
 """Fashion-MNIST: where it is found, how it is verified, what the batches look like."""
 import gzip
-import os
 from pathlib import Path
 
 import numpy as np

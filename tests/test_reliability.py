@@ -1,6 +1,5 @@
 """Interruptions, kills, divergence and bad layer input end with a clear message and nothing lost."""
 import json
-import os
 import random
 import signal
 import subprocess
@@ -14,7 +13,7 @@ from hypothesis import given, settings, strategies as st
 from mxnet import autograd, gluon, init, nd
 from mxnet.gluon import nn
 
-from gluon_bn import BatchNorm, batch_norm, experiments, lenet
+from gluon_bn import BatchNorm, experiments, lenet
 from gluon_bn.checkpoint import Checkpointer
 from gluon_bn.errors import Diverged, UsageError
 from gluon_bn.experiments import ReproduceConfig, train_model
@@ -147,7 +146,6 @@ def test_divergence_names_epoch_and_batch_and_keeps_the_last_good_state(tmp_path
 
     def poisoned(*args, **kwargs):
         train, test = real_loader(*args, **kwargs)
-        batches = iter(train)
 
         class Poisoned:
             state, restore = train.state, train.restore
