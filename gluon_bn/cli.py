@@ -49,13 +49,17 @@ def _run_arguments(parser: argparse.ArgumentParser, defaults) -> None:
                         help="train on the first N training examples only (quick runs)")
     parser.add_argument("--num-test", type=_positive(int), default=None,
                         help="test on the first N test examples only (quick runs)")
+    parser.add_argument("--no-hybridize", dest="hybridize", action="store_false",
+                        help="run every layer imperatively, as the chapter's code does (slower, same numbers)")
+    parser.add_argument("--threads", type=_positive(int), default=None,
+                        help="MXNet CPU threads (default: one per physical core)")
 
 
 def _config(cls, args: argparse.Namespace, **extra):
     """A run configuration from parsed arguments."""
     return cls(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, ctx=args.ctx, seed=args.seed,
                data_dir=args.data_dir, out=args.out, num_train=args.num_train, num_test=args.num_test,
-               **extra)
+               hybridize=args.hybridize, threads=args.threads, **extra)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -28,6 +28,7 @@ from .plots import plot_drift, plot_exercise, plot_histories
 from .exercises import EXERCISES, summarize, summary_table, variant_config
 from .record import environment, load_record, save_record
 from .report import chapter_table
+from .runtime import compile_net, set_threads
 from .training import Epoch, history_rows, train_ch5, try_gpu
 
 __all__ = ["CHAPTER", "CONTEXTS", "CompareConfig", "ModelRun", "ReproduceConfig", "RunConfig",
@@ -57,10 +58,12 @@ class RunConfig:
     out: str = "results"
     num_train: int | None = None
     num_test: int | None = None
+    hybridize: bool = True      # compile the model's Gluon layers (same numbers, faster)
+    threads: int | None = None  # MXNet's CPU threads; None = one per physical core
 
     def validate(self) -> "RunConfig":
         """Raise UsageError naming the first setting that cannot work."""
-        for name in ("epochs", "batch_size", "num_train", "num_test"):
+        for name in ("epochs", "batch_size", "num_train", "num_test", "threads"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value <= 0):
                 raise UsageError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
@@ -185,6 +188,8 @@ def train_model(norm: str, config: RunConfig, ctx: mx.Context, log: Callable[[st
     train_iter, test_iter = load_data_fashion_mnist(
         config.batch_size, root=config.data_dir, seed=config.seed,
         num_train=config.num_train, num_test=config.num_test)
+    if config.hybridize:
+        compile_net(net)
     trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': config.lr})
     ckpt = Checkpointer(checkpoints) if checkpoints is not None else None
     history: list[Epoch] = []
@@ -258,7 +263,8 @@ def prepare(config: RunConfig, log: Callable[[str], None] = print):
                          "choose a writable folder") from None
     data = read_fashion_mnist(config.data_dir)
     log(f"Fashion-MNIST ({data.release} release) from {data.directory}")
-    extra = {"environment": environment(ctx),
+    threads = set_threads(config.threads)
+    extra = {"environment": {**environment(ctx), "mxnet_cpu_threads": threads},
              "data": {"directory": str(data.directory), "release": data.release}}
     return ctx, out, extra
 

@@ -36,6 +36,8 @@ def lenet(norm: str = "scratch", *, use_bias: bool = True, placement: str = "bef
           where: str = "all", learn_affine: bool = True, gluon_options: dict | None = None) -> nn.Sequential:
     """Build the chapter's LeNet; with the defaults and BN, ``net[1]`` is the first BN layer.
 
+    A ``HybridSequential`` (a kind of ``nn.Sequential``) when every layer is Gluon's.
+
     ``use_bias=False`` drops the bias of the layers BN normalizes (of every hidden layer
     without BN); ``placement='after'`` puts BN
     after the sigmoid; ``where`` limits BN to the conv or the dense layers; ``learn_affine=False``
@@ -48,7 +50,8 @@ def lenet(norm: str = "scratch", *, use_bias: bool = True, placement: str = "bef
                          f"got {placement!r} and {where!r}")
     if gluon_options and norm != "gluon":
         raise ValueError("gluon_options apply to nn.BatchNorm only: use norm='gluon'")
-    net = nn.Sequential()
+    # With only Gluon's layers the whole net can compile to one graph (``runtime.compile_net``).
+    net = nn.HybridSequential() if norm in ("gluon", "none") else nn.Sequential()
     if norm == "none":
         # The LeNet chapter's baseline: sigmoid activations inside the layers.
         net.add(nn.Conv2D(channels=6, kernel_size=5, activation='sigmoid', use_bias=use_bias),

@@ -15,6 +15,7 @@ from mxnet import autograd, gluon
 
 from .bnstate import bn_layers, get_stats, set_stats
 from .reference import reduce_axes
+from .runtime import imperative
 
 __all__ = ["recompute_bn_stats", "swap_bn_stats"]
 
@@ -36,6 +37,16 @@ def recompute_bn_stats(net: gluon.Block, data_iter: Iterable, num_batches: int |
         raise ValueError(f"num_batches must be positive, got {num_batches}")
     ctx = ctx or layers[0].gamma.list_ctx()[0]
     sums = [None] * len(layers)
+    with imperative(net):
+        seen = _accumulate(net, layers, data_iter, num_batches, ctx, sums)
+    for layer, (count, s1, s2) in zip(layers, sums):
+        mean = s1 / count
+        set_stats(layer, mean, np.maximum(s2 / count - mean ** 2, 0.0), ctx)
+    return seen
+
+
+def _accumulate(net, layers, data_iter, num_batches, ctx, sums) -> int:
+    """Run ``net`` in training mode over the batches, summing each BN layer's input into ``sums``."""
     saved = None  # restored if anything fails: the chapter's layer updates its stats in forward
 
     def hook_for(i):
@@ -72,9 +83,6 @@ def recompute_bn_stats(net: gluon.Block, data_iter: Iterable, num_batches: int |
             handle.detach()
     if seen == 0:
         raise ValueError("recompute_bn_stats: the data iterator gave no batch")
-    for layer, (count, s1, s2) in zip(layers, sums):
-        mean = s1 / count
-        set_stats(layer, mean, np.maximum(s2 / count - mean ** 2, 0.0), ctx)
     return seen
 
 
