@@ -1,64 +1,163 @@
-"""Timing of BN layers at LeNet's shapes: medians of repeated runs, ratios to nn.BatchNorm."""
+"""Measurements behind ``gluon-bn bench``: layer timings, epoch times, memory, profiles.
+
+Every ratio is taken against a baseline measured in the same run, on the same machine.
+Layer timings interleave the layers round by round, so a slow spell of a noisy machine
+falls on all of them alike.
+"""
 from __future__ import annotations
 
+import json
+import resource
 import time
-from typing import Callable, Mapping
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Mapping
 
 import mxnet as mx
 import numpy as np
-from mxnet import autograd, gluon, nd
+from mxnet import autograd, gluon, nd, profiler
 
-__all__ = ["LENET_BN_SHAPES", "time_bn_layers"]
+from .training import train_ch5
+
+__all__ = ["LENET_BN_SHAPES", "d2l_loaders", "memory_over_steps", "profile_steps", "resident_mb",
+           "time_bn_layers", "time_epoch"]
 
 #: The input shapes of LeNet's four BN layers at the chapter's batch size.
 LENET_BN_SHAPES = ((256, 6, 24, 24), (256, 16, 8, 8), (256, 120), (256, 84))
 
 
-def _median_ms(fn: Callable[[], None], repeats: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
-
-
 def time_bn_layers(factories: Mapping[str, Callable[[int, int], gluon.Block]],
                    shapes=LENET_BN_SHAPES, ctx: mx.Context | None = None, repeats: int = 20,
-                   baseline: str = "gluon") -> list[dict]:
-    """Median training-mode forward and forward+backward time of each layer at each shape.
+                   baseline: str = "gluon", warmup: int = 3) -> list[dict]:
+    """Median training-mode forward, backward and forward+backward time of each layer at each shape.
 
-    Each row carries its ratio to ``baseline`` measured in the same run, at the same shape.
+    Each row carries its ratios to ``baseline`` measured in the same run, at the same shape.
     """
     ctx = ctx or mx.cpu()
     rows = []
     for shape in shapes:
         X = nd.random.normal(shape=shape, ctx=ctx)
-        dy = nd.ones(shape, ctx=ctx)
+        dy = nd.random.normal(shape=shape, ctx=ctx)
         X.attach_grad()
-        per_shape = []
+        layers = {}
         for name, factory in factories.items():
-            layer = factory(shape[1], len(shape))
-            layer.initialize(ctx=ctx)
-
-            def forward():
-                with autograd.record():
-                    layer(X).wait_to_read()
-
-            def forward_backward():
+            layers[name] = factory(shape[1], len(shape))
+            layers[name].initialize(ctx=ctx)
+        times: dict[str, list[tuple[float, float]]] = {name: [] for name in layers}
+        for round_ in range(warmup + repeats):
+            for name, layer in layers.items():
+                nd.waitall()
+                start = time.perf_counter()
                 with autograd.record():
                     Y = layer(X)
+                Y.wait_to_read()
+                middle = time.perf_counter()
                 Y.backward(dy)
                 nd.waitall()
-
-            per_shape.append({"layer": name, "shape": list(shape),
-                              "forward_ms": _median_ms(forward, repeats),
-                              "forward_backward_ms": _median_ms(forward_backward, repeats)})
+                if round_ >= warmup:
+                    times[name].append((middle - start, time.perf_counter() - middle))
+        per_shape = []
+        for name, samples in times.items():
+            forward, backward = (np.array(t) * 1e3 for t in zip(*samples))
+            per_shape.append({"layer": name, "shape": list(shape), "forward_ms": float(np.median(forward)),
+                              "backward_ms": float(np.median(backward)),
+                              "forward_backward_ms": float(np.median(forward + backward))})
         base = next((r for r in per_shape if r["layer"] == baseline), None)
         for row in per_shape:
-            for key in ("forward", "forward_backward"):
+            for key in ("forward", "backward", "forward_backward"):
                 row[f"{key}_ratio"] = row[f"{key}_ms"] / base[f"{key}_ms"] if base else None
         rows += per_shape
     return rows
+
+
+def time_epoch(net: gluon.Block, train_iter: Iterable, test_iter: Iterable, batch_size: int, lr: float,
+               ctx: mx.Context, num_train: int) -> dict:
+    """One epoch of the chapter's loop (training, then test accuracy), timed as the chapter times it."""
+    trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': lr})
+    epoch = train_ch5(net, train_iter, test_iter, batch_size, trainer, ctx, 1, log=lambda _: None)[0]
+    return {"epoch_s": epoch.time, "examples_per_s": num_train / epoch.time, "loss": epoch.loss,
+            "train_acc": epoch.train_acc, "test_acc": epoch.test_acc}
+
+
+def d2l_loaders(images: np.ndarray, labels: np.ndarray, test_images: np.ndarray, test_labels: np.ndarray,
+                batch_size: int) -> tuple[gluon.data.DataLoader, gluon.data.DataLoader]:
+    """d2l's ``load_data_fashion_mnist`` pipeline, over already verified arrays.
+
+    The same dataset layout as ``gluon.data.vision.FashionMNIST`` (uint8 HxWx1 NDArrays),
+    the same ``ToTensor`` transform, shuffling and worker count as d2l 1.0.3. Only the
+    source differs: MXNet's own dataset class would check an older release and download.
+    """
+    from d2l import mxnet as d2l
+    transform = gluon.data.vision.transforms.Compose([gluon.data.vision.transforms.ToTensor()])
+
+    def dataset(x, y):
+        return gluon.data.ArrayDataset(nd.array(x[..., None], dtype=np.uint8), y.astype(np.int32)) \
+            .transform_first(transform)
+    workers = d2l.get_dataloader_workers()
+    return (gluon.data.DataLoader(dataset(images, labels), batch_size, shuffle=True, num_workers=workers),
+            gluon.data.DataLoader(dataset(test_images, test_labels), batch_size, shuffle=False,
+                                  num_workers=workers))
+
+
+def resident_mb() -> float:
+    """This process's resident memory now, in MB (Linux); its peak where /proc is missing."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * resource.getpagesize() / 2 ** 20
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _cycle(loader: Iterable, steps: int, every: int, samples: list) -> Iterator:
+    """``steps`` batches from ``loader`` (again and again), sampling memory every ``every`` steps."""
+    step = 0
+    while True:
+        for batch in loader:
+            if step % every == 0:
+                nd.waitall()
+                samples.append((step, resident_mb()))
+            if step == steps:
+                return
+            step += 1
+            yield batch
+
+
+def memory_over_steps(net: gluon.Block, train_iter: Iterable, test_iter: Iterable, batch_size: int,
+                      lr: float, ctx: mx.Context, steps: int, every: int = 50) -> list[tuple[int, float]]:
+    """Resident memory (MB) every ``every`` training steps of the chapter's loop, ``steps`` in all."""
+    samples: list[tuple[int, float]] = []
+    trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': lr})
+
+    class Steps:  # an iterable the loop can take, like a DataLoader
+        def __iter__(self):
+            return _cycle(train_iter, steps, every, samples)
+    train_ch5(net, Steps(), test_iter, batch_size, trainer, ctx, 1, log=lambda _: None)
+    return samples
+
+
+def profile_steps(net: gluon.Block, batches: list, lr: float, path: Path, top: int = 8) -> list[dict]:
+    """MXNet's profiler over a few training steps: the operators that take the most time."""
+    trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': lr})
+    loss = gluon.loss.SoftmaxCrossEntropyLoss()
+
+    def step(X, y):
+        with autograd.record():
+            l = loss(net(X), y).sum()
+        l.backward()
+        trainer.step(X.shape[0])
+    step(*batches[0])
+    nd.waitall()
+    profiler.set_config(profile_imperative=True, profile_symbolic=True, aggregate_stats=True,
+                        filename=str(path))
+    profiler.set_state('run')
+    for X, y in batches[1:]:
+        step(X, y)
+    nd.waitall()
+    profiler.set_state('stop')
+    table = profiler.dumps(reset=True, format="json")
+    profiler.set_config(aggregate_stats=False)
+    operators = json.loads(table).get("Time", {}).get("operator", {})
+    steps = max(1, len(batches) - 1)
+    rows = [{"operator": name, "ms_per_step": stats["Total"] / steps, "calls_per_step": stats["Count"] / steps}
+            for name, stats in operators.items() if name != "DeleteVariable"]
+    rows.sort(key=lambda r: -r["ms_per_step"])
+    return rows[:top]

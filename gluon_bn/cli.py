@@ -12,6 +12,7 @@ from . import __version__  # noqa: E402
 from .errors import GluonBNError  # noqa: E402
 from .exercises import EXERCISES  # noqa: E402
 from .experiments import CONTEXTS, CompareConfig, ExerciseConfig, ReproduceConfig  # noqa: E402
+from .models import NORMS  # noqa: E402
 
 __all__ = ["main"]
 
@@ -52,7 +53,7 @@ def _run_arguments(parser: argparse.ArgumentParser, defaults) -> None:
     parser.add_argument("--no-hybridize", dest="hybridize", action="store_false",
                         help="run every layer imperatively, as the chapter's code does (slower, same numbers)")
     parser.add_argument("--threads", type=_positive(int), default=None,
-                        help="MXNet CPU threads (default: one per physical core)")
+                        help="MXNet CPU threads (default: MXNet's, one per logical CPU)")
 
 
 def _config(cls, args: argparse.Namespace, **extra):
@@ -109,7 +110,39 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--resume", action="store_true", help="keep the finished runs in --out, continue the rest")
     ex.add_argument("--precise-batches", type=_positive(int), default=ExerciseConfig().precise_batches,
                     help="precise-bn: training batches used to re-estimate the statistics")
+    _bench_parser(sub)
     return parser
+
+
+def _bench_parser(sub) -> None:
+    """``gluon-bn bench``: its own settings (it trains one epoch per model, so no --epochs)."""
+    from .benchmark import SECTIONS, BenchConfig
+    defaults = BenchConfig()
+    b = sub.add_parser(
+        "bench", help="time every BN layer and LeNet here against nn.BatchNorm, d2l's pipeline and PyTorch",
+        description="Time the from-scratch, fast and fused BN layers at LeNet's shapes; one epoch of each "
+                    "LeNet as the chapter's code runs it, through d2l's pipeline, and as gluon-bn runs it, "
+                    "beside PyTorch's LeNet when PyTorch is installed; resident memory over many training "
+                    "steps; a profile of a training step. Every ratio is measured in the same run. Writes "
+                    "bench.json and bench.md into --out.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    b.add_argument("--models", nargs="+", choices=NORMS, default=list(defaults.models), help="LeNets to time")
+    b.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(defaults.sections))
+    b.add_argument("--repeats", type=_positive(int), default=defaults.repeats, help="timed rounds per layer and shape")
+    b.add_argument("--memory-steps", type=_positive(int), default=defaults.memory_steps,
+                   help="training steps per model in the memory section")
+    b.add_argument("--profile-steps", type=_positive(int), default=defaults.profile_steps)
+    b.add_argument("--quick", action="store_true", help="1,024 training images, few repeats and steps: a first look")
+    b.add_argument("--lr", type=_positive(float), default=defaults.lr, help="SGD learning rate")
+    b.add_argument("--batch-size", type=_positive(int), default=defaults.batch_size)
+    b.add_argument("--ctx", choices=CONTEXTS, default=defaults.ctx)
+    b.add_argument("--seed", type=int, default=defaults.seed)
+    b.add_argument("--data-dir", default=None, help="folder with the four Fashion-MNIST .gz files")
+    b.add_argument("--out", default=defaults.out, help="folder for bench.json, bench.md and profiles")
+    b.add_argument("--num-train", type=_positive(int), default=None, help="time epochs of the first N images")
+    b.add_argument("--num-test", type=_positive(int), default=None)
+    b.add_argument("--threads", type=_positive(int), default=None,
+                   help="MXNet CPU threads for gluon-bn's set-up (default: MXNet's)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,6 +164,13 @@ def main(argv: list[str] | None = None) -> int:
             experiments.run_exercise(_config(ExerciseConfig, args, name=args.name, seeds=args.seeds,
                                              quick=args.quick, resume=args.resume,
                                              precise_batches=args.precise_batches))
+        elif args.command == "bench":
+            from .benchmark import BenchConfig, bench
+            bench(BenchConfig(lr=args.lr, batch_size=args.batch_size, ctx=args.ctx, seed=args.seed,
+                              data_dir=args.data_dir, out=args.out, num_train=args.num_train,
+                              num_test=args.num_test, threads=args.threads, models=tuple(args.models),
+                              sections=tuple(args.sections), repeats=args.repeats, memory_steps=args.memory_steps,
+                              profile_steps=args.profile_steps, quick=args.quick))
         elif args.command == "compare":
             result = experiments.compare(_config(CompareConfig, args, steps=args.steps,
                                                  speed_repeats=args.speed_repeats))

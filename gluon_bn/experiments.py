@@ -59,7 +59,7 @@ class RunConfig:
     num_train: int | None = None
     num_test: int | None = None
     hybridize: bool = True      # compile the model's Gluon layers (same numbers, faster)
-    threads: int | None = None  # MXNet's CPU threads; None = one per physical core
+    threads: int | None = None  # MXNet's CPU operator threads; None = MXNet's default
 
     def validate(self) -> "RunConfig":
         """Raise UsageError naming the first setting that cannot work."""

@@ -81,7 +81,13 @@ class _TrainingBatchNorm(autograd.Function):
         dX = nd.elemwise_add(_channel_affine(dY, scale, -scale * mean_dy),
                              _channel_affine(xc, -scale * inv_std * inv_std * mean_dy_xc, None))
         dgamma = (mean_dy_xc * inv_std * self.m).reshape(self.gamma_shape)
-        return dX, dgamma, (mean_dy * self.m).reshape(self.gamma_shape)
+        grads = dX, dgamma, (mean_dy * self.m).reshape(self.gamma_shape)
+        # MXNet copies these into the gradient buffers after this callback returns, and the
+        # operators that read those buffers may already be queued: without the wait they can
+        # read stale gradients (seen as run-to-run differences and NaN at lr 1.0).
+        for grad in grads:
+            grad.wait_to_read()
+        return grads
 
 
 class _DenseTraining(nn.HybridBlock):

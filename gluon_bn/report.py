@@ -8,7 +8,7 @@ from .training import history_rows
 
 __all__ = ["chapter_table", "checks_table", "compare_markdown", "differences_table", "drift_table",
            "failures", "histories_table", "layer_sections", "markdown_table", "model_sections",
-           "modes_table", "speed_table"]
+           "modes_table", "speed_table", "epochs_table", "memory_table", "profile_table"]
 
 
 def chapter_table(histories: Mapping[str, Sequence], published: Mapping[str, Mapping[str, float]],
@@ -114,10 +114,41 @@ def model_sections(histories: Mapping[str, Sequence], drift: Sequence[Mapping], 
 def speed_table(rows: Sequence[Mapping]) -> str:
     """BN layer timings from ``bench.time_bn_layers`` with their ratios to the baseline."""
     return markdown_table(
-        ["input shape", "layer", "forward ms", "forward+backward ms", "forward ratio", "fwd+bwd ratio"],
-        [[_shape(r["shape"]), LABELS.get(r["layer"], r["layer"]), f"{r['forward_ms']:.2f}",
-          f"{r['forward_backward_ms']:.2f}", f"{r['forward_ratio']:.2f}", f"{r['forward_backward_ratio']:.2f}"]
-         for r in rows])
+        ["input shape", "layer", "forward ms", "backward ms", "fwd+bwd ms", "forward ratio", "backward ratio",
+         "fwd+bwd ratio"],
+        [[_shape(r["shape"]), LABELS.get(r["layer"], r["layer"]), f"{r['forward_ms']:.2f}", f"{r['backward_ms']:.2f}",
+          f"{r['forward_backward_ms']:.2f}", f"{r['forward_ratio']:.2f}", f"{r['backward_ratio']:.2f}",
+          f"{r['forward_backward_ratio']:.2f}"] for r in rows])
+
+
+def epochs_table(rows: Sequence[Mapping]) -> str:
+    """Epoch times of each model and set-up from ``gluon-bn bench``."""
+    return markdown_table(
+        ["model", "set-up", "epoch s", "examples/s", "vs d2l pipeline", "vs PyTorch", "train loss", "train acc",
+         "test acc"],
+        [[LABELS.get(r["model"], r["model"]), r["setup"], f"{r['epoch_s']:.1f}", f"{r['examples_per_s']:,.0f}",
+          _ratio(r.get("vs_d2l")), _ratio(r.get("vs_torch")), f"{r['loss']:.4f}", f"{r['train_acc']:.3f}",
+          f"{r['test_acc']:.3f}"] for r in rows])
+
+
+def _ratio(value) -> str:
+    return "" if value is None else f"{value:.2f}"
+
+
+def memory_table(rows: Sequence[Mapping]) -> str:
+    """Resident memory over many training steps, per model."""
+    return markdown_table(
+        ["model", "steps", "MB at step " + str(rows[0]["from_step"]) if rows else "MB", "MB at the end",
+         "MB at the peak", "growth MB", "flat"],
+        [[LABELS.get(r["model"], r["model"]), r["steps"], f"{r['start_mb']:.0f}", f"{r['end_mb']:.0f}",
+          f"{r['peak_mb']:.0f}", f"{r['growth_mb']:+.1f}", "yes" if r["flat"] else "NO"] for r in rows])
+
+
+def profile_table(model: str, rows: Sequence[Mapping]) -> str:
+    """The operators that take the most time in one training step of ``model``."""
+    return markdown_table(
+        ["operator (" + LABELS.get(model, model) + ")", "ms per step", "calls per step"],
+        [[r["operator"][:70], f"{r['ms_per_step']:.2f}", f"{r['calls_per_step']:.0f}"] for r in rows])
 
 
 def histories_table(histories: Mapping[str, Sequence]) -> str:

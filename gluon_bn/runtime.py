@@ -1,41 +1,31 @@
-"""MXNet settings that change speed, never results: CPU threads and compiled (hybridized) graphs.
-
-Measured on a 2-vCPU machine (one physical core, two hyperthreads): MXNet's default of one
-OpenMP thread per logical CPU made an ``nn.BatchNorm`` LeNet step ~30 % slower than one thread
-per physical core, which is also what PyTorch picks. ``gluon-bn bench`` measures both.
-"""
+"""MXNet settings that change speed, never results: CPU threads and compiled (hybridized) graphs."""
 from __future__ import annotations
 
 import contextlib
 import ctypes
 import os
-from pathlib import Path
 from typing import Iterator
 
 from mxnet import gluon
 from mxnet.base import _LIB, check_call
 
-__all__ = ["compile_net", "imperative", "physical_cores", "set_threads"]
-
-_SYS_CPU = Path("/sys/devices/system/cpu")
+__all__ = ["compile_net", "default_threads", "imperative", "logical_cpus", "set_threads"]
 
 
-def physical_cores() -> int:
-    """Physical cores this process may run on (logical CPUs where the topology is unknown)."""
-    logical = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
-    cores = set()
-    for cpu in logical:
-        siblings = _SYS_CPU / f"cpu{cpu}" / "topology" / "thread_siblings_list"
-        try:
-            cores.add(siblings.read_text().strip())
-        except OSError:
-            return len(logical)
-    return max(1, len(cores))
+def logical_cpus() -> int:
+    """Logical CPUs this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def default_threads() -> int:
+    """MXNet's own default operator threads: $OMP_NUM_THREADS, else one per logical CPU."""
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else logical_cpus()
 
 
 def set_threads(threads: int | None = None) -> int:
-    """Set the OpenMP threads MXNet's CPU operators use (default: physical cores); return it."""
-    threads = physical_cores() if threads is None else threads
+    """Set the OpenMP threads MXNet's CPU operators use (None: MXNet's default); return it."""
+    threads = default_threads() if threads is None else threads
     if threads < 1:
         raise ValueError(f"threads must be at least 1, got {threads}")
     check_call(_LIB.MXSetNumOMPThreads(ctypes.c_int(threads)))

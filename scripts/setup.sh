@@ -30,6 +30,11 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   fi
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
   "$VENV/bin/python" -m pip install --quiet -e '.[test]'
+  # Optional: PyTorch's CPU build, for the PyTorch row of `gluon-bn bench` and its test. Only a
+  # CPU wheel at hand (PyTorch's CPU index or a local wheel folder) is taken, never a CUDA build.
+  if ! "$VENV/bin/python" -m pip install --quiet --only-binary :all: 'torch==2.13.0+cpu' >/dev/null 2>&1; then
+    echo "setup: no PyTorch CPU wheel at hand; gluon-bn bench will leave out its PyTorch row" >&2
+  fi
   echo "$want" > "$stamp"
 fi
 

@@ -80,3 +80,33 @@ def test_fast_keeps_the_chapters_input_checks():
     layer.initialize()
     with pytest.raises(ValueError, match="expected 2-D with 3 features"):
         layer(nd.ones((4, 5)))
+
+
+def test_fast_lenet_trains_step_for_step_like_the_chapters(real_data_dir):
+    """Whole-model check: a stale gradient anywhere (e.g. read before it is written) shows here."""
+    from gluon_bn import load_data_fashion_mnist
+    from gluon_bn.comparison import copy_parameters
+    from gluon_bn.runtime import compile_net
+    train_iter, _ = load_data_fashion_mnist(256, num_train=256 * 12, seed=0)
+    nets = {}
+    for norm in ("scratch", "fast"):
+        mx.random.seed(0)
+        nets[norm] = lenet(norm)
+        nets[norm].initialize(init=init.Xavier())
+    X0 = next(iter(train_iter))[0]
+    for net in nets.values():
+        net(X0)
+    copy_parameters(nets["scratch"], nets["fast"])
+    compile_net(nets["fast"])
+    loss = gluon.loss.SoftmaxCrossEntropyLoss()
+    trainers = {k: gluon.Trainer(n.collect_params(), "sgd", {"learning_rate": 1.0}) for k, n in nets.items()}
+    losses = {k: [] for k in nets}
+    for X, y in train_iter:
+        for name, net in nets.items():
+            with autograd.record():
+                l = loss(net(X), y).sum()
+            l.backward()
+            trainers[name].step(256)
+            losses[name].append(l.asscalar())
+    np.testing.assert_allclose(losses["fast"], losses["scratch"], rtol=2e-3)
+    assert losses["fast"][-1] < losses["fast"][0]

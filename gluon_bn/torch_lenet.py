@@ -1,0 +1,72 @@
+"""The same BN LeNet in PyTorch (CPU), trained the chapter's way: what a user could pick instead.
+
+Only ``gluon-bn bench`` uses it, and only when PyTorch is importable. Same layers, sizes,
+loss, plain SGD at the same learning rate and batch size, the same Fashion-MNIST arrays,
+one epoch of training followed by the test accuracy, timed like ``train_ch5``'s epoch.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+__all__ = ["available", "time_torch_epoch"]
+
+
+def available() -> str | None:
+    """PyTorch's version when it can be imported, else None."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.__version__
+
+
+def lenet_bn():
+    """The chapter's BN LeNet as a ``torch.nn.Sequential``."""
+    from torch import nn
+    return nn.Sequential(
+        nn.Conv2d(1, 6, kernel_size=5), nn.BatchNorm2d(6), nn.Sigmoid(), nn.MaxPool2d(2, 2),
+        nn.Conv2d(6, 16, kernel_size=5), nn.BatchNorm2d(16), nn.Sigmoid(), nn.MaxPool2d(2, 2),
+        nn.Flatten(), nn.Linear(16 * 4 * 4, 120), nn.BatchNorm1d(120), nn.Sigmoid(),
+        nn.Linear(120, 84), nn.BatchNorm1d(84), nn.Sigmoid(), nn.Linear(84, 10))
+
+
+def time_torch_epoch(images: np.ndarray, labels: np.ndarray, test_images: np.ndarray, test_labels: np.ndarray,
+                     batch_size: int, lr: float, seed: int = 0, threads: int | None = None) -> dict:
+    """Train one epoch (shuffled minibatches) and measure test accuracy; same keys as ``time_epoch``.
+
+    ``threads`` sets PyTorch's intra-op threads (it shares OpenMP with MXNet in one process).
+    """
+    import torch
+    from torch import nn
+    if threads is not None:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    X = torch.from_numpy(images.astype(np.float32)[:, None] / 255)
+    y = torch.from_numpy(labels.astype(np.int64))
+    X_test = torch.from_numpy(test_images.astype(np.float32)[:, None] / 255)
+    y_test = torch.from_numpy(test_labels.astype(np.int64))
+    net, loss = lenet_bn(), nn.CrossEntropyLoss(reduction="sum")
+    optimizer = torch.optim.SGD(net.parameters(), lr=lr)
+    order = np.random.default_rng(seed).permutation(len(y))
+    start = time.perf_counter()
+    net.train()
+    total_loss = correct = 0.0
+    for i in range(0, len(y), batch_size):
+        idx = torch.from_numpy(order[i:i + batch_size])
+        optimizer.zero_grad()
+        out = net(X[idx])
+        l = loss(out, y[idx])
+        (l / batch_size).backward()  # the chapter's trainer.step(batch_size) on a summed loss
+        optimizer.step()
+        total_loss += l.item()
+        correct += (out.argmax(1) == y[idx]).sum().item()
+    net.eval()
+    with torch.no_grad():
+        test_correct = sum((net(X_test[i:i + batch_size]).argmax(1) == y_test[i:i + batch_size]).sum().item()
+                           for i in range(0, len(y_test), batch_size))
+    elapsed = time.perf_counter() - start
+    return {"epoch_s": elapsed, "examples_per_s": len(y) / elapsed, "loss": total_loss / len(y),
+            "train_acc": correct / len(y), "test_acc": test_correct / len(y_test),
+            "threads": torch.get_num_threads()}
