@@ -1,4 +1,4 @@
-"""FastBatchNorm: the chapter's numbers from a hand-derived backward, in LeNet, under hybridize()."""
+"""FastBatchNorm: the chapter's numbers from one compiled graph, in LeNet, under hybridize()."""
 import mxnet as mx
 import numpy as np
 import pytest
