@@ -154,7 +154,7 @@ def profile_steps(net: gluon.Block, batches: list, lr: float, path: Path, top: i
     nd.waitall()
     profiler.set_state('stop')
     table = profiler.dumps(reset=True, format="json")
-    profiler.set_config(aggregate_stats=False)
+    profiler.dump(finished=False)  # the trace goes to ``path``, which stays the target at exit
     operators = json.loads(table).get("Time", {}).get("operator", {})
     steps = max(1, len(batches) - 1)
     rows = [{"operator": name, "ms_per_step": stats["Total"] / steps, "calls_per_step": stats["Count"] / steps}

@@ -27,7 +27,7 @@ from .runtime import compile_net, default_threads, logical_cpus, set_threads
 __all__ = ["BenchConfig", "SECTIONS", "bench"]
 
 SECTIONS = ("layers", "epochs", "memory", "profile")
-#: Set-ups each model is timed in: (name, data pipeline, compiled, threads).
+#: How each model is run for an epoch: as the chapter's code does, through d2l's pipeline, as gluon-bn does.
 CHAPTER_SETUP = "chapter's code"
 D2L_SETUP = "chapter's code, d2l pipeline"
 OURS_SETUP = "gluon-bn"
@@ -83,7 +83,7 @@ def _epoch_rows(config: BenchConfig, ctx: mx.Context, log: Callable[[str], None]
             compile_net(net)
         try:
             timed = time_epoch(net, train_iter, test_iter, config.batch_size, config.lr, ctx, num_train)
-        except Diverged as exc:  # a timing is still a timing; the row says it diverged
+        except Diverged as exc:  # no epoch time for a run that stopped; the log says why
             log(f"{LABELS[norm]:>14}, {setup:<29} diverged ({exc})")
             return
         row = {"model": norm, "setup": setup, "threads": threads, **timed}
@@ -103,7 +103,7 @@ def _epoch_rows(config: BenchConfig, ctx: mx.Context, log: Callable[[str], None]
         log(f"{'PyTorch':>14}, {row['setup']:<29} {row['epoch_s']:6.1f} s  ({row['threads']} threads)")
         rows.append(row)
     else:
-        log("PyTorch is not installed: no PyTorch row (pip install torch==2.13.0 for the CPU build)")
+        log("PyTorch is not installed: no PyTorch row (install its CPU build, e.g. torch==2.13.0+cpu)")
     torch_s = next((r["epoch_s"] for r in rows if r["model"] == "pytorch"), None)
     for row in rows:
         d2l_s = next((r["epoch_s"] for r in rows if r["model"] == row["model"] and r["setup"] == D2L_SETUP), None)

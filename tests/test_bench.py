@@ -156,14 +156,16 @@ def test_threads_default_is_mxnets_and_zero_is_refused(monkeypatch):
         set_threads(0)
 
 
-def gluon_bn(*args):
-    return subprocess.run([sys.executable, "-m", "gluon_bn", *args], capture_output=True, text=True, timeout=600)
+def gluon_bn(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "gluon_bn", *args], capture_output=True, text=True, timeout=600,
+                          cwd=cwd)
 
 
 def test_bench_cli_quick_writes_record_report_and_targets(real_data_dir, tmp_path):
-    result = gluon_bn("bench", "--quick", "--models", "gluon", "fast", "--ctx", "cpu", "--out", str(tmp_path))
+    out = tmp_path / "out"
+    result = gluon_bn("bench", "--quick", "--models", "gluon", "fast", "--ctx", "cpu", "--out", str(out), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    record = json.loads((tmp_path / "bench.json").read_text())
+    record = json.loads((out / "bench.json").read_text())
     assert record["command"] == "bench" and set(record["results"]) == {"layers", "epochs", "memory", "profile"}
     setups = {(r["model"], r["setup"]) for r in record["results"]["epochs"]}
     for model in ("gluon", "fast"):
@@ -172,9 +174,10 @@ def test_bench_cli_quick_writes_record_report_and_targets(real_data_dir, tmp_pat
     assert all(r["vs_d2l"] == 1.0 for r in d2l_rows)
     assert {r["layer"] for r in record["results"]["layers"]} == {"scratch", "gluon", "fast"}
     assert len(record["results"]["memory"]) == 2 and set(record["results"]["profile"]) == {"gluon", "fast"}
-    text = (tmp_path / "bench.md").read_text()
+    text = (out / "bench.md").read_text()
     assert "## Targets" in text and "FastBatchNorm forward+backward at most 1.2x nn.BatchNorm: met at" in text
-    assert (tmp_path / "profile-gluon.json").exists()
+    assert (out / "profile-gluon.json").exists() and (out / "profile-fast.json").exists()
+    assert not (out.parent / "profile.json").exists()  # MXNet's default trace file, in the working folder
 
 
 @pytest.mark.parametrize("args, message", [
