@@ -69,11 +69,27 @@ def time_bn_layers(factories: Mapping[str, Callable[[int, int], gluon.Block]],
     return rows
 
 
+def _one_epoch(net: gluon.Block, train_iter: Iterable, test_iter: Iterable, batch_size: int, lr: float,
+               ctx: mx.Context):
+    """One silent epoch of the chapter's loop with the chapter's optimizer: every measurement runs this."""
+    trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': lr})
+    return train_ch5(net, train_iter, test_iter, batch_size, trainer, ctx, 1, log=lambda _: None)[0]
+
+
+class _Batches:
+    """An iterable the training loop can take, like a DataLoader, over ``make()``'s fresh generator."""
+
+    def __init__(self, make: Callable[[], Iterator]):
+        self.make = make
+
+    def __iter__(self) -> Iterator:
+        return self.make()
+
+
 def time_epoch(net: gluon.Block, train_iter: Iterable, test_iter: Iterable, batch_size: int, lr: float,
                ctx: mx.Context, num_train: int) -> dict:
     """One epoch of the chapter's loop (training, then test accuracy), timed as the chapter times it."""
-    trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': lr})
-    epoch = train_ch5(net, train_iter, test_iter, batch_size, trainer, ctx, 1, log=lambda _: None)[0]
+    epoch = _one_epoch(net, train_iter, test_iter, batch_size, lr, ctx)
     return {"epoch_s": epoch.time, "examples_per_s": num_train / epoch.time, "loss": epoch.loss,
             "train_acc": epoch.train_acc, "test_acc": epoch.test_acc}
 
@@ -125,38 +141,33 @@ def memory_over_steps(net: gluon.Block, train_iter: Iterable, test_iter: Iterabl
                       lr: float, ctx: mx.Context, steps: int, every: int = 50) -> list[tuple[int, float]]:
     """Resident memory (MB) every ``every`` training steps of the chapter's loop, ``steps`` in all."""
     samples: list[tuple[int, float]] = []
-    trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': lr})
-
-    class Steps:  # an iterable the loop can take, like a DataLoader
-        def __iter__(self):
-            return _cycle(train_iter, steps, every, samples)
-    train_ch5(net, Steps(), test_iter, batch_size, trainer, ctx, 1, log=lambda _: None)
+    _one_epoch(net, _Batches(lambda: _cycle(train_iter, steps, every, samples)), test_iter, batch_size, lr, ctx)
     return samples
 
 
-def profile_steps(net: gluon.Block, batches: list, lr: float, path: Path, top: int = 8) -> list[dict]:
-    """MXNet's profiler over a few training steps: the operators that take the most time."""
-    trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': lr})
-    loss = gluon.loss.SoftmaxCrossEntropyLoss()
-
-    def step(X, y):
-        with autograd.record():
-            l = loss(net(X), y).sum()
-        l.backward()
-        trainer.step(X.shape[0])
-    step(*batches[0])
-    nd.waitall()
-    profiler.set_config(profile_imperative=True, profile_symbolic=True, aggregate_stats=True,
-                        filename=str(path))
-    profiler.set_state('run')
-    for X, y in batches[1:]:
-        step(X, y)
+def _profiled(loader: Iterable, path: Path, counted: list) -> Iterator:
+    """The batches of ``loader``, MXNet's profiler running from the second step to the last."""
+    for step, batch in enumerate(loader):
+        if step == 1:  # the first step builds graphs and allocates: left out
+            nd.waitall()
+            profiler.set_config(profile_imperative=True, profile_symbolic=True, aggregate_stats=True,
+                                filename=str(path))
+            profiler.set_state('run')
+        counted.append(step)
+        yield batch
     nd.waitall()
     profiler.set_state('stop')
+
+
+def profile_steps(net: gluon.Block, train_iter: Iterable, test_iter: Iterable, batch_size: int, lr: float,
+                  ctx: mx.Context, path: Path, top: int = 8) -> list[dict]:
+    """MXNet's profiler over the chapter's training loop: the operators that take the most time per step."""
+    counted: list[int] = []
+    _one_epoch(net, _Batches(lambda: _profiled(train_iter, path, counted)), test_iter, batch_size, lr, ctx)
     table = profiler.dumps(reset=True, format="json")
     profiler.dump(finished=False)  # the trace goes to ``path``, which stays the target at exit
     operators = json.loads(table).get("Time", {}).get("operator", {})
-    steps = max(1, len(batches) - 1)
+    steps = max(1, len(counted) - 1)
     rows = [{"operator": name, "ms_per_step": stats["Total"] / steps, "calls_per_step": stats["Count"] / steps}
             for name, stats in operators.items() if name != "DeleteVariable"]
     rows.sort(key=lambda r: -r["ms_per_step"])

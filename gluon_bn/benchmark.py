@@ -136,14 +136,15 @@ def _memory_rows(config: BenchConfig, ctx: mx.Context, log: Callable[[str], None
 
 def _profiles(config: BenchConfig, ctx: mx.Context, out) -> dict:
     """Top operators of a training step for the Gluon and the fast LeNet."""
-    train_iter, _ = load_data_fashion_mnist(config.batch_size, root=config.data_dir, seed=config.seed,
-                                            num_train=config.batch_size * (config.profile_steps + 1))
-    batches = [(X.as_in_context(ctx), y.as_in_context(ctx)) for X, y in train_iter]
+    train_iter, test_iter = load_data_fashion_mnist(
+        config.batch_size, root=config.data_dir, seed=config.seed,
+        num_train=config.batch_size * (config.profile_steps + 1), num_test=config.batch_size)
     profiles = {}
     for norm in ("gluon", "fast"):
         seed_everything(config.seed)
         net = compile_net(build_model(norm, ctx))
-        profiles[norm] = profile_steps(net, batches, config.lr, out / f"profile-{norm}.json")
+        profiles[norm] = profile_steps(net, train_iter, test_iter, config.batch_size, config.lr, ctx,
+                                       out / f"profile-{norm}.json")
     return profiles
 
 
