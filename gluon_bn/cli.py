@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 import matplotlib
@@ -34,9 +35,14 @@ def _positive(kind):
     return parse
 
 
-def _run_arguments(parser: argparse.ArgumentParser, defaults) -> None:
-    """The settings every training command takes, with that command's defaults."""
-    parser.add_argument("--epochs", type=_positive(int), default=defaults.epochs)
+def _run_arguments(parser: argparse.ArgumentParser, defaults, *, epochs: bool = True) -> None:
+    """The settings every training command takes, with that command's defaults.
+
+    ``epochs=False`` (bench: one epoch per set-up, compiled or not by set-up) leaves out
+    --epochs and --no-hybridize.
+    """
+    if epochs:
+        parser.add_argument("--epochs", type=_positive(int), default=defaults.epochs)
     parser.add_argument("--lr", type=_positive(float), default=defaults.lr, help="SGD learning rate")
     parser.add_argument("--batch-size", type=_positive(int), default=defaults.batch_size)
     parser.add_argument("--ctx", choices=CONTEXTS, default=defaults.ctx,
@@ -50,17 +56,17 @@ def _run_arguments(parser: argparse.ArgumentParser, defaults) -> None:
                         help="train on the first N training examples only (quick runs)")
     parser.add_argument("--num-test", type=_positive(int), default=None,
                         help="test on the first N test examples only (quick runs)")
-    parser.add_argument("--no-hybridize", dest="hybridize", action="store_false",
-                        help="run every layer imperatively, as the chapter's code does (slower, same numbers)")
+    if epochs:
+        parser.add_argument("--no-hybridize", dest="hybridize", action="store_false",
+                            help="run every layer imperatively, as the chapter's code does (slower, same numbers)")
     parser.add_argument("--threads", type=_positive(int), default=None,
                         help="MXNet CPU threads (default: MXNet's, one per logical CPU)")
 
 
 def _config(cls, args: argparse.Namespace, **extra):
-    """A run configuration from parsed arguments."""
-    return cls(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, ctx=args.ctx, seed=args.seed,
-               data_dir=args.data_dir, out=args.out, num_train=args.num_train, num_test=args.num_test,
-               hybridize=args.hybridize, threads=args.threads, **extra)
+    """A configuration from the parsed arguments named like its fields; ``extra`` overrides."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{**{k: v for k, v in vars(args).items() if k in names}, **extra})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -133,16 +139,7 @@ def _bench_parser(sub) -> None:
                    help="training steps per model in the memory section")
     b.add_argument("--profile-steps", type=_positive(int), default=defaults.profile_steps)
     b.add_argument("--quick", action="store_true", help="1,024 training images, few repeats and steps: a first look")
-    b.add_argument("--lr", type=_positive(float), default=defaults.lr, help="SGD learning rate")
-    b.add_argument("--batch-size", type=_positive(int), default=defaults.batch_size)
-    b.add_argument("--ctx", choices=CONTEXTS, default=defaults.ctx)
-    b.add_argument("--seed", type=int, default=defaults.seed)
-    b.add_argument("--data-dir", default=None, help="folder with the four Fashion-MNIST .gz files")
-    b.add_argument("--out", default=defaults.out, help="folder for bench.json, bench.md and profiles")
-    b.add_argument("--num-train", type=_positive(int), default=None, help="time epochs of the first N images")
-    b.add_argument("--num-test", type=_positive(int), default=None)
-    b.add_argument("--threads", type=_positive(int), default=None,
-                   help="MXNet CPU threads for gluon-bn's set-up (default: MXNet's)")
+    _run_arguments(b, defaults, epochs=False)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,8 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     from . import experiments
     try:
         if args.command == "reproduce":
-            experiments.reproduce(_config(ReproduceConfig, args, models=MODEL_CHOICES[args.model],
-                                          resume=args.resume))
+            experiments.reproduce(_config(ReproduceConfig, args, models=MODEL_CHOICES[args.model]))
         elif args.command == "exercise":
             if args.list or args.name is None:
                 listing = "\n".join(f"{name:15s} {exercise.question}" for name, exercise in EXERCISES.items())
@@ -161,19 +157,12 @@ def main(argv: list[str] | None = None) -> int:
                     return 0
                 print(f"gluon-bn: error: name an exercise:\n{listing}", file=sys.stderr)
                 return 2
-            experiments.run_exercise(_config(ExerciseConfig, args, name=args.name, seeds=args.seeds,
-                                             quick=args.quick, resume=args.resume,
-                                             precise_batches=args.precise_batches))
+            experiments.run_exercise(_config(ExerciseConfig, args))
         elif args.command == "bench":
             from .benchmark import BenchConfig, bench
-            bench(BenchConfig(lr=args.lr, batch_size=args.batch_size, ctx=args.ctx, seed=args.seed,
-                              data_dir=args.data_dir, out=args.out, num_train=args.num_train,
-                              num_test=args.num_test, threads=args.threads, models=tuple(args.models),
-                              sections=tuple(args.sections), repeats=args.repeats, memory_steps=args.memory_steps,
-                              profile_steps=args.profile_steps, quick=args.quick))
+            bench(_config(BenchConfig, args, models=tuple(args.models), sections=tuple(args.sections)))
         elif args.command == "compare":
-            result = experiments.compare(_config(CompareConfig, args, steps=args.steps,
-                                                 speed_repeats=args.speed_repeats))
+            result = experiments.compare(_config(CompareConfig, args))
             if result["failures"]:
                 print(f"gluon-bn: compare: {len(result['failures'])} agreement(s) did not hold: "
                       + "; ".join(result["failures"]), file=sys.stderr)
