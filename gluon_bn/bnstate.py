@@ -11,7 +11,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon, nd
 
-__all__ = ["bn_layers", "get_stats", "is_bn", "set_affine", "set_stats"]
+__all__ = ["bn_layers", "get_stats", "is_bn", "restore_stats", "set_affine", "set_stats", "snapshot_stats"]
 
 
 def _is_gluon_style(layer: gluon.Block) -> bool:
@@ -56,3 +56,35 @@ def set_affine(layer: gluon.Block, gamma, beta) -> None:
     """Overwrite the block's scale and shift."""
     for param, value in ((layer.gamma, gamma), (layer.beta, beta)):
         param.set_data(nd.array(np.reshape(value, param.shape), ctx=param.list_ctx()[0]))
+
+
+def snapshot_stats(net: gluon.Block) -> list[tuple]:
+    """Every BN layer's moving statistics as they are now, cheaply, for ``restore_stats``.
+
+    The chapter's layer replaces its NDArrays on each update, so holding the current ones is
+    enough; Gluon's are Parameters updated in place (in backward on CPU, in forward with
+    cuDNN), so theirs are copied, on every context (none yet before the first batch has
+    completed their deferred shapes). Neither waits for the device.
+    """
+    saved = []
+    for layer in bn_layers(net):
+        if _is_gluon_style(layer):
+            try:
+                arrays = [d.copy() for p in (layer.running_mean, layer.running_var) for d in p.list_data()]
+            except gluon.parameter.DeferredInitializationError:  # shapes come with the first batch
+                continue
+            saved.append((layer, arrays))
+        else:
+            saved.append((layer, (layer.moving_mean, layer.moving_var)))
+    return saved
+
+
+def restore_stats(saved: list[tuple]) -> None:
+    """Put back the moving statistics ``snapshot_stats`` took."""
+    for layer, arrays in saved:
+        if _is_gluon_style(layer):
+            targets = [d for p in (layer.running_mean, layer.running_var) for d in p.list_data()]
+            for source, target in zip(arrays, targets):
+                source.copyto(target)
+        else:
+            layer.moving_mean, layer.moving_var = arrays

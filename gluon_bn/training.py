@@ -10,6 +10,7 @@ from d2l import mxnet as d2l
 from mxnet import autograd, gluon
 from tqdm import tqdm
 
+from .bnstate import restore_stats, snapshot_stats
 from .errors import Diverged, TrainingInterrupted
 
 __all__ = ["Epoch", "evaluate_accuracy", "history_rows", "train_ch5", "try_gpu"]
@@ -57,15 +58,17 @@ def train_ch5(net: gluon.Block, train_iter: Iterable, test_iter: Iterable, batch
               log: Callable[[str], None] = print,
               on_epoch_end: Callable[[Epoch, gluon.Block], None] | None = None,
               start_epoch: int = 0, start_metric: Sequence[float] | None = None,
-              should_stop: Callable[[], bool] | None = None) -> list[Epoch]:
+              should_stop: Callable[[int, int], bool] | None = None) -> list[Epoch]:
     """Train ``net`` as the chapter does, print its line each epoch, return the history.
 
     As in the chapter, ``trainer.step(batch_size)`` scales every step by the full
     batch size, the last partial batch included. A progress bar shows on a terminal.
     ``on_epoch_end(epoch, net)`` runs after each epoch's line (to snapshot or checkpoint).
     A resumed run passes the epochs done (``start_epoch``) and the sums of a partial epoch
-    (``start_metric``). A NaN or infinite loss raises ``Diverged`` before that batch's update;
-    ``should_stop()`` true after a batch raises ``TrainingInterrupted`` with the epoch's sums.
+    (``start_metric``). A NaN or infinite loss raises ``Diverged`` and leaves no trace: no
+    update from that batch, and the BN layers' moving statistics put back as they were before
+    it. ``should_stop(epoch, batch)`` (1-based) true after a batch raises
+    ``TrainingInterrupted`` with the epoch's sums.
     """
     log(f"training on {ctx}")
     loss = gluon.loss.SoftmaxCrossEntropyLoss()
@@ -77,17 +80,20 @@ def train_ch5(net: gluon.Block, train_iter: Iterable, test_iter: Iterable, batch
         timer = d2l.Timer()
         for X, y in tqdm(train_iter, desc=f"epoch {epoch + 1}", leave=False, disable=None):
             X, y = X.as_in_context(ctx), y.as_in_context(ctx)
+            stats_before = snapshot_stats(net)  # the chapter's layer updates them in forward
             with autograd.record():
                 y_hat = net(X)
                 l = loss(y_hat, y).sum()
             l_sum = l.asscalar()
+            batch = int(metric[2] // batch_size) + 1
             if not math.isfinite(l_sum):
-                raise Diverged(epoch + 1, int(metric[2] // batch_size) + 1, l_sum, trainer.learning_rate)
+                restore_stats(stats_before)
+                raise Diverged(epoch + 1, batch, l_sum, trainer.learning_rate)
             l.backward()
             trainer.step(batch_size)
             y = y.astype('float32')
             metric.add(l_sum, (y_hat.argmax(axis=1) == y).sum().asscalar(), y.size)
-            if should_stop is not None and should_stop():
+            if should_stop is not None and should_stop(epoch + 1, batch):
                 raise TrainingInterrupted(epoch, list(metric.data))
         test_acc = evaluate_accuracy(test_iter, net, ctx)
         result = Epoch(epoch + 1, metric[0] / metric[2], metric[1] / metric[2], test_acc,
