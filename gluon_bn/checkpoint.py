@@ -19,6 +19,7 @@ from pathlib import Path
 import mxnet as mx
 from mxnet import gluon, nd
 
+from . import faults
 from .bnstate import bn_layers, get_stats, set_stats
 from .files import atomic_write_json
 
@@ -59,6 +60,7 @@ class Checkpointer:
         tmp = Path(tempfile.mkdtemp(prefix=".ckpt-", dir=self.directory))
         try:
             net.save_parameters(str(tmp / "params"))
+            faults.reached("checkpoint", model=self.directory.name, number=(self.meta() or {}).get("number", 0) + 1)
             stats = {f"{i}:{name}": nd.array(value, dtype="float64")
                      for i, layer in enumerate(bn_layers(net))
                      for name, value in zip(("mean", "var"), get_stats(layer))}
@@ -79,7 +81,7 @@ class Checkpointer:
             "optimizer": {"num_update": optimizer.num_update,
                           "update_count": {names[trainer._params[i].name]: v
                                            for i, v in optimizer._index_update_count.items()}}})
-        for old in self.directory.glob("ckpt-*"):
+        for old in [*self.directory.glob("ckpt-*"), *self.directory.glob(".ckpt-*")]:  # and a killed save's
             if old != final:
                 shutil.rmtree(old, ignore_errors=True)
         return final

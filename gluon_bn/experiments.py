@@ -14,7 +14,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon, init
 
-from . import report
+from . import faults, report
 from .bench import time_bn_layers
 from .bnstate import bn_layers
 from .checkpoint import Checkpointer
@@ -221,7 +221,11 @@ def train_model(norm: str, config: RunConfig, ctx: mx.Context, log: Callable[[st
         if ckpt is not None:
             save(epoch.epoch)
 
-    with (stop_on_sigint() if ckpt is not None else contextlib.nullcontext(None)) as should_stop:
+    with stop_on_sigint() if ckpt is not None else contextlib.nullcontext(lambda: False) as interrupted:
+        def should_stop(epoch: int, batch: int) -> bool:
+            faults.reached("batch", model=norm, epoch=epoch, batch=batch)
+            return interrupted()
+
         try:
             train_ch5(net, train_iter, test_iter, config.batch_size, trainer, ctx, config.epochs, log=log,
                       on_epoch_end=epoch_end, start_epoch=start_epoch, start_metric=start_metric,
@@ -245,10 +249,16 @@ def train_model(norm: str, config: RunConfig, ctx: mx.Context, log: Callable[[st
 def _check_resumable(ckpt: Checkpointer, config: RunConfig) -> None:
     """Refuse to continue a checkpoint made with other settings."""
     saved = ckpt.meta()["settings"]
-    differ = [f"{k} {saved[k]} (now {getattr(config, k)})" for k in RESUME_KEYS if saved[k] != getattr(config, k)]
+    differ = [f"--{k.replace('_', '-')} {_flag_value(saved[k])} (now {_flag_value(getattr(config, k))})"
+              for k in RESUME_KEYS if saved[k] != getattr(config, k)]
     if differ:
         raise UsageError(f"--resume: the checkpoint in {ckpt.directory} was made with " + ", ".join(differ)
                          + "; rerun with those settings, or without --resume (or another --out) to start afresh")
+
+
+def _flag_value(value) -> str:
+    """A setting as the command line shows it (an unset subset is the whole split)."""
+    return "all" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def prepare(config: RunConfig, log: Callable[[str], None] = print):

@@ -6,6 +6,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from . import faults
+
 __all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text", "check_writable_dir"]
 
 
@@ -20,10 +22,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             out.flush()
             os.fsync(out.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes it private; results are meant to be shared
+        faults.reached("write", file=path.name)
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a writer that was killed
+        stale.unlink(missing_ok=True)
     return path
 
 

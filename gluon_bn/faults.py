@@ -1,0 +1,58 @@
+"""Test-only fault injection: a kill -9 or a Ctrl-C at a named point, chosen by ``$GLUON_BN_FAULT``.
+
+The interruption tests need the process to die, or to be interrupted, at an exact place (before
+the first checkpoint, mid-epoch in the second model, half-way through writing a checkpoint or the
+record) rather than after a sleep that lands wherever the machine's speed puts it. The code calls
+``reached(point, **where)`` at those places; nothing happens unless the environment names that
+point, as ``ACTION@POINT[:key=value,...]``, for example::
+
+    GLUON_BN_FAULT="kill@batch:model=gluon,epoch=2,batch=3"
+    GLUON_BN_FAULT="interrupt@batch:model=scratch,epoch=2,batch=2"
+    GLUON_BN_FAULT="kill@checkpoint:model=scratch,number=2"
+    GLUON_BN_FAULT="kill@write:file=reproduce.json,n=1"
+
+``n`` picks the n-th arrival that matches the other keys (default: the first).
+"""
+from __future__ import annotations
+
+import os
+import signal
+from collections import Counter
+
+__all__ = ["ENV", "POINTS", "reached"]
+
+ENV = "GLUON_BN_FAULT"
+#: The named points and what they pass: where the code calls ``reached``.
+POINTS = {
+    "batch": "after a training batch's update (model, epoch, batch)",
+    "checkpoint": "half-way through writing a checkpoint folder (model, number)",
+    "write": "after a file's temporary copy is written, before it replaces the file (file)",
+}
+ACTIONS = {"kill": signal.SIGKILL, "interrupt": signal.SIGINT}
+_arrivals: Counter = Counter()
+
+
+def _parse(spec: str) -> tuple[str, str, dict[str, str]]:
+    action, _, rest = spec.partition("@")
+    point, _, conditions = rest.partition(":")
+    try:
+        want = dict(item.split("=", 1) for item in conditions.split(",") if item)
+    except ValueError:
+        want = None
+    if action not in ACTIONS or point not in POINTS or want is None:
+        raise ValueError(f"${ENV}={spec!r}: expected ACTION@POINT[:key=value,...] with ACTION one of "
+                         f"{', '.join(ACTIONS)} and POINT one of {', '.join(POINTS)}")
+    return action, point, want
+
+
+def reached(point: str, **where: object) -> None:
+    """Kill or interrupt this process here when ``$GLUON_BN_FAULT`` names this point and place."""
+    spec = os.environ.get(ENV)
+    if not spec:
+        return
+    action, at, want = _parse(spec)
+    if at != point or any(str(where.get(key)) != value for key, value in want.items() if key != "n"):
+        return
+    _arrivals[spec] += 1
+    if _arrivals[spec] == int(want.get("n", 1)):
+        signal.raise_signal(ACTIONS[action])
