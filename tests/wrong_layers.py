@@ -1,7 +1,7 @@
 """Deliberately wrong BN layers: the comparison harness must catch each one."""
 from mxnet import autograd, nd
 
-from gluon_bn import BatchNorm
+from gluon_bn import BatchNorm, FastBatchNorm
 
 
 class WrongBatchNorm(BatchNorm):
@@ -35,3 +35,29 @@ def wrong_layer(mistake: str):
     """A layer factory (num_features, num_dims) for a BatchNorm with ``mistake``."""
     cls = type(f"Wrong_{mistake}", (WrongBatchNorm,), {"mistake": mistake})
     return lambda c, num_dims: cls(c, num_dims)
+
+
+class _StaleGradient(autograd.Function):
+    """Identity forward; backward hands on the output gradient of the previous step."""
+
+    def __init__(self, layer):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, Y):
+        return Y.copy()
+
+    def backward(self, dY):
+        stale = self.layer.previous_dY if self.layer.previous_dY is not None else dY
+        self.layer.previous_dY = dY.copy()
+        return stale
+
+
+class StaleGradientFastBatchNorm(FastBatchNorm):
+    """FastBatchNorm whose backward reads a gradient one step stale: the bug a whole-model test must catch."""
+
+    previous_dY = None
+
+    def forward(self, X):
+        Y = super().forward(X)
+        return _StaleGradient(self)(Y) if autograd.is_training() else Y
