@@ -1,10 +1,10 @@
 """Interruptions, kills, divergence and bad layer input end with a clear message and nothing lost."""
 import json
-import random
+import os
+import re
 import signal
 import subprocess
 import sys
-import time
 
 import mxnet as mx
 import numpy as np
@@ -13,20 +13,27 @@ from hypothesis import given, settings, strategies as st
 from mxnet import autograd, gluon, init, nd
 from mxnet.gluon import nn
 
-from gluon_bn import BatchNorm, experiments, lenet
+from gluon_bn import BatchNorm, experiments, faults, lenet, load_data_fashion_mnist, train_ch5
+from gluon_bn.bnstate import bn_layers, get_stats
 from gluon_bn.checkpoint import Checkpointer
 from gluon_bn.errors import Diverged, UsageError
 from gluon_bn.experiments import ReproduceConfig, train_model
 from gluon_bn.reference import bn_forward
+from gluon_bn.runtime import compile_net
 
-QUICK = ["--epochs", "3", "--num-train", "1536", "--num-test", "256", "--ctx", "cpu", "--seed", "11"]
+SETTINGS = {"--epochs": "2", "--num-train": "1024", "--num-test": "256", "--batch-size": "256", "--lr": "1.0",
+            "--seed": "11"}
 
 
-def _run(*args, wait=True):
-    cmd = [sys.executable, "-m", "gluon_bn", "reproduce", *QUICK, *args]
-    if wait:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def _run(out, *args, fault=None, **changed):
+    """``gluon-bn reproduce`` (both models) on a real subset; ``fault`` goes to $GLUON_BN_FAULT."""
+    values = {**SETTINGS, **{f"--{k.replace('_', '-')}": v for k, v in changed.items()}}
+    env = {k: v for k, v in os.environ.items() if k != faults.ENV}
+    if fault:
+        env[faults.ENV] = fault
+    cmd = [sys.executable, "-m", "gluon_bn", "reproduce", "--ctx", "cpu", "--out", str(out),
+           *[part for item in values.items() for part in item], *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
 
 
 def _histories(out):
@@ -35,59 +42,86 @@ def _histories(out):
             for name, r in results.items()}
 
 
-def _wait_for_checkpoint(out, proc, timeout=300):
-    latest = out / "checkpoints" / "scratch" / "latest.json"
-    deadline = time.time() + timeout
-    while not latest.exists():
-        assert proc.poll() is None, proc.communicate()
-        assert time.time() < deadline
-        time.sleep(0.05)
+def _leftovers(out):
+    """Temporary files and folders of an interrupted write that nothing cleaned up."""
+    return [str(p.relative_to(out)) for p in out.rglob(".*")]
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, real_data_dir):
     out = tmp_path_factory.mktemp("uninterrupted")
-    result = _run("--out", str(out))
+    result = _run(out)
     assert result.returncode == 0, result.stderr
     return _histories(out)
 
 
-def test_sigkill_at_a_random_moment_then_resume_gives_the_same_numbers(uninterrupted, tmp_path):
-    proc = _run("--out", str(tmp_path), wait=False)
-    _wait_for_checkpoint(tmp_path, proc)
-    time.sleep(random.uniform(0.0, 2.0))
-    proc.kill()
-    proc.wait()
+#: Where a kill -9 lands, and what the resumed run must say about each model's checkpoint.
+KILLS = {
+    "before the first checkpoint": ("kill@batch:model=scratch,epoch=1,batch=2", []),
+    "mid-epoch in the second model": ("kill@batch:model=gluon,epoch=2,batch=3",
+                                      ["scratch after epoch 2\n", "gluon after epoch 1\n"]),
+    "while a checkpoint folder is written": ("kill@checkpoint:model=scratch,number=2", ["scratch after epoch 1\n"]),
+    "while the record is written": ("kill@write:file=reproduce.json", ["scratch after epoch 2\n"]),
+}
+
+
+@pytest.mark.parametrize("fault, resumed_from", KILLS.values(), ids=KILLS.keys())
+def test_sigkill_at_a_named_point_then_resume_gives_the_uninterrupted_numbers(fault, resumed_from, uninterrupted,
+                                                                             tmp_path):
+    killed = _run(tmp_path, fault=fault)
+    assert killed.returncode == -signal.SIGKILL, (killed.returncode, killed.stderr)
     for latest in (tmp_path / "checkpoints").glob("*/latest.json"):  # what is on disk is readable
         meta = json.loads(latest.read_text())
         assert (latest.parent / meta["folder"] / "params").is_file()
-    resumed = _run("--out", str(tmp_path), "--resume")
+    resumed = _run(tmp_path, "--resume")
     assert resumed.returncode == 0, resumed.stderr
-    assert "resuming from" in resumed.stdout or proc.returncode == 0
+    said = re.findall(r"resuming from \S+/checkpoints/(\w+ after epoch \d+.*\n)", resumed.stdout)
+    assert said == resumed_from
     assert _histories(tmp_path) == uninterrupted
+    assert _leftovers(tmp_path) == []
 
 
-def test_ctrl_c_saves_mid_epoch_and_resume_gives_the_same_numbers(uninterrupted, tmp_path):
-    proc = _run("--out", str(tmp_path), wait=False)
-    _wait_for_checkpoint(tmp_path, proc)
-    time.sleep(0.3)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130
-    assert "interrupted during epoch" in err and "--resume" in err and "Traceback" not in err
+def test_ctrl_c_mid_epoch_saves_the_partial_sums_and_resume_gives_the_same_numbers(uninterrupted, tmp_path):
+    stopped = _run(tmp_path, fault="interrupt@batch:model=scratch,epoch=2,batch=3")
+    assert stopped.returncode == 130
+    assert stopped.stderr.strip().splitlines() == [
+        f"gluon-bn: error: interrupted during epoch 2 of from scratch; its state is saved in "
+        f"{tmp_path / 'checkpoints' / 'scratch'}: run the same command with --resume to continue"]
     meta = json.loads((tmp_path / "checkpoints" / "scratch" / "latest.json").read_text())
-    assert meta["epochs_done"] >= 1
-    resumed = _run("--out", str(tmp_path), "--resume")
+    loss_sum, correct, examples = meta["partial"]
+    assert meta["epochs_done"] == 1 and examples == 3 * 256
+    assert 0 < loss_sum < 3 * 256 * 2.31 and 0 < correct <= examples and correct == int(correct)
+    resumed = _run(tmp_path, "--resume")
     assert resumed.returncode == 0, resumed.stderr
-    assert _histories(tmp_path) == uninterrupted
+    assert "scratch after epoch 1 and 768 examples of epoch 2\n" in resumed.stdout
+    assert _histories(tmp_path) == uninterrupted  # epoch 2's numbers add the saved sums to the rest
 
 
-def test_resume_refuses_other_settings(tmp_path, real_data_dir):
-    config = ReproduceConfig(epochs=1, num_train=512, num_test=256, ctx="cpu", out=str(tmp_path))
-    train_model("gluon", config, mx.cpu(), log=lambda s: None, checkpoints=tmp_path / "ck")
-    config.lr = 0.5
-    with pytest.raises(UsageError, match=r"made with lr 1.0 \(now 0.5\)"):
-        train_model("gluon", config, mx.cpu(), log=lambda s: None, checkpoints=tmp_path / "ck", resume=True)
+@pytest.fixture(scope="module")
+def checkpointed(tmp_path_factory, real_data_dir):
+    """A finished one-epoch run of the Gluon LeNet, to resume with other settings."""
+    out = tmp_path_factory.mktemp("checkpointed")
+    result = _run(out, "--model", "gluon", epochs="1", num_train="512")
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.mark.parametrize("flag, value, named", [
+    ("lr", "0.5", "--lr 1 (now 0.5)"),
+    ("batch_size", "128", "--batch-size 256 (now 128)"),
+    ("seed", "12", "--seed 11 (now 12)"),
+    ("num_train", "256", "--num-train 512 (now 256)"),
+    ("num_test", "128", "--num-test 256 (now 128)"),
+])
+def test_resume_with_another_setting_is_one_line_naming_it_and_exit_2(checkpointed, flag, value, named):
+    latest = checkpointed / "checkpoints" / "gluon" / "latest.json"
+    before = latest.read_text()
+    result = _run(checkpointed, "--model", "gluon", "--resume", **{"epochs": "1", "num_train": "512", flag: value})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gluon-bn: error: --resume: the checkpoint in ")
+    assert f"was made with {named}; rerun with those settings" in lines[0]
+    assert latest.read_text() == before and "epoch 1, loss" not in result.stdout
 
 
 def _momentum_setup(ctx):
@@ -140,39 +174,98 @@ def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatc
     ckpt.load(*_momentum_setup(mx.cpu()), mx.cpu())
 
 
-def test_divergence_names_epoch_and_batch_and_keeps_the_last_good_state(tmp_path, real_data_dir, monkeypatch):
-    """A NaN in epoch 2 stops the run before the bad update; epoch 1's checkpoint and record stay."""
+class Poisoned:
+    """Real batches with batch ``batch`` of epoch ``epoch`` (1-based) turned to NaN; ``before()`` runs just before it."""
+
+    def __init__(self, loader, epoch=2, batch=3, before=lambda: None):
+        self.loader, self.epoch, self.batch, self.before, self.passes = loader, epoch, batch, before, 0
+        self.state, self.restore = loader.state, loader.restore
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __iter__(self):
+        self.passes += 1
+        for i, (X, y) in enumerate(self.loader, 1):
+            if (self.passes, i) == (self.epoch, self.batch):
+                self.before()
+                X = X * np.nan
+            yield X, y
+
+
+def _whole_state(net, trainer, folder):
+    """Every parameter (Gluon's running statistics too), every BN layer's moving statistics, the
+    optimizer's state arrays (as ``Trainer.save_states`` writes them) and its update count."""
+    nd.waitall()
+    trainer.save_states(str(folder / "optimizer.states"))
+    return {"params": {name: [d.asnumpy() for d in p.list_data()] for name, p in net.collect_params().items()},
+            "stats": [get_stats(layer) for layer in bn_layers(net)],
+            "optimizer": ((folder / "optimizer.states").read_bytes(), trainer.optimizer.num_update)}
+
+
+def _assert_same_state(got, want):
+    assert got["params"].keys() == want["params"].keys()
+    for name in want["params"]:
+        for a, b in zip(got["params"][name], want["params"][name]):
+            np.testing.assert_array_equal(a, b, err_msg=name)
+    for (mean_a, var_a), (mean_b, var_b) in zip(got["stats"], want["stats"]):
+        np.testing.assert_array_equal(mean_a, mean_b)
+        np.testing.assert_array_equal(var_a, var_b)
+    assert got["optimizer"] == want["optimizer"]
+
+
+@pytest.mark.parametrize("norm", ["scratch", "fast", "gluon"])
+def test_divergence_leaves_no_trace_in_the_model(norm, tmp_path, real_data_dir):
+    """Weights, moving statistics and optimizer state after ``Diverged`` are those before the bad batch."""
+    mx.random.seed(0)
+    net = compile_net(lenet(norm))
+    net.initialize(init=init.Xavier())
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.5, "momentum": 0.9})
+    train_iter, test_iter = load_data_fashion_mnist(256, num_train=1024, num_test=256, seed=0)
+    before = {}
+    poisoned = Poisoned(train_iter, before=lambda: before.update(_whole_state(net, trainer, tmp_path)))
+    with pytest.raises(Diverged) as err:
+        train_ch5(net, poisoned, test_iter, 256, trainer, mx.cpu(), 3, log=lambda s: None)
+    assert (err.value.epoch, err.value.batch) == (2, 3)
+    _assert_same_state(_whole_state(net, trainer, tmp_path), before)
+    assert all(np.isfinite(s).all() for pair in before["stats"] for s in pair)
+
+
+@pytest.mark.parametrize("norm", ["scratch", "gluon"])
+def test_divergence_names_epoch_and_batch_and_keeps_the_last_good_checkpoint_and_record(norm, tmp_path, real_data_dir,
+                                                                                      monkeypatch):
+    """A NaN in epoch 2 stops the run; epoch 1's checkpoint and record stay as they were, finite."""
     real_loader = experiments.load_data_fashion_mnist
+    monkeypatch.setattr(experiments, "load_data_fashion_mnist",
+                        lambda *args, **kwargs: (lambda train, test: (Poisoned(train), test))(*real_loader(*args, **kwargs)))
+    config = ReproduceConfig(models=(norm,), epochs=3, num_train=1024, num_test=256, ctx="cpu", out=str(tmp_path))
+    checkpoints = tmp_path / "checkpoints" / norm
+    saved = {}
+    real_save = Checkpointer.save
 
-    def poisoned(*args, **kwargs):
-        train, test = real_loader(*args, **kwargs)
-
-        class Poisoned:
-            state, restore = train.state, train.restore
-
-            def __len__(self):
-                return len(train)
-
-            def __iter__(self):
-                for i, (X, y) in enumerate(iter(train)):
-                    if Poisoned.passes == 1 and i == 2:
-                        X = X * np.nan
-                    yield X, y
-                Poisoned.passes += 1
-        Poisoned.passes = 0
-        return Poisoned(), test
-
-    monkeypatch.setattr(experiments, "load_data_fashion_mnist", poisoned)
-    config = ReproduceConfig(models=("scratch",), epochs=3, num_train=1024, num_test=256, ctx="cpu",
-                             out=str(tmp_path))
+    def save(self, net, trainer, state):  # what epoch 1's checkpoint held when it was written
+        folder = real_save(self, net, trainer, state)
+        saved.update({p.name: p.read_bytes() for p in folder.iterdir()}, latest=(checkpoints / "latest.json").read_text())
+        return folder
+    monkeypatch.setattr(Checkpointer, "save", save)
     with pytest.raises(Diverged) as err:
         experiments.reproduce(config, log=lambda s: None)
     assert (err.value.epoch, err.value.batch) == (2, 3)
     assert "epoch 2, batch 3" in str(err.value) and "--lr 0.5" in str(err.value)
-    meta = json.loads((tmp_path / "checkpoints" / "scratch" / "latest.json").read_text())
+    meta = json.loads((checkpoints / "latest.json").read_text())
     assert meta["epochs_done"] == 1 and len(meta["history"]) == 1
-    record = json.loads((tmp_path / "reproduce.json").read_text())
-    assert record["diverged"] == {"model": "scratch", "epoch": 2, "batch": 3, "loss": "nan"}
+    assert {p.name: p.read_bytes() for p in (checkpoints / meta["folder"]).iterdir()} | {
+        "latest": (checkpoints / "latest.json").read_text()} == saved
+    net = lenet(norm)
+    net.initialize()
+    net(nd.zeros((2, 1, 28, 28)))
+    Checkpointer(checkpoints).load(net, gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 1.0}), mx.cpu())
+    assert all(np.isfinite(p.data().asnumpy()).all() for p in net.collect_params().values())
+    assert all(np.isfinite(s).all() for layer in bn_layers(net) for s in get_stats(layer))
+    text = (tmp_path / "reproduce.json").read_text()
+    record = json.loads(text)
+    assert record["diverged"] == {"model": norm, "epoch": 2, "batch": 3, "loss": "nan"}
+    assert record["complete"] is False and "NaN" not in text and "Infinity" not in text
 
 
 def test_real_divergence_on_the_cli_is_one_line_and_exit_1(tmp_path, real_data_dir):
