@@ -24,7 +24,7 @@ def default_threads() -> int:
 
 
 def set_threads(threads: int | None = None) -> int:
-    """Set the OpenMP threads MXNet's CPU operators use (None: MXNet's default); return it."""
+    """Set OpenMP's thread count in the calling thread through MXNet (None: MXNet's default); return it."""
     threads = default_threads() if threads is None else threads
     if threads < 1:
         raise ValueError(f"threads must be at least 1, got {threads}")

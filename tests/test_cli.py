@@ -89,11 +89,25 @@ def test_bad_arguments_exit_2_with_one_line(args, message, tmp_path):
     assert "Traceback" not in result.stderr and not list(tmp_path.iterdir())
 
 
-def test_gpu_that_is_not_there_is_refused_before_training(tmp_path):
-    result = gluon_bn("reproduce", "--ctx", "gpu", "--out", str(tmp_path))
-    assert result.returncode == 2
-    assert result.stderr.strip().startswith("gluon-bn: error: --ctx gpu: MXNet sees no GPU")
-    assert len(result.stderr.strip().splitlines()) == 1 and "training on" not in result.stdout
+def test_gpu_that_is_not_there_is_refused_before_training(tmp_path, monkeypatch, capsys):
+    """Holds on a machine with a GPU too: MXNet is made to see none."""
+    import mxnet as mx
+    from gluon_bn import cli
+    monkeypatch.setattr(mx.context, "num_gpus", lambda: 0)
+    assert cli.main(["reproduce", "--ctx", "gpu", "--out", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip().startswith("gluon-bn: error: --ctx gpu: MXNet sees no GPU")
+    assert len(captured.err.strip().splitlines()) == 1 and "training on" not in captured.out
+
+
+def test_damaged_data_is_one_line_naming_the_file_and_exit_1(data_copy, tmp_path):
+    damaged = data_copy / "train-labels-idx1-ubyte.gz"
+    damaged.write_bytes(damaged.read_bytes()[:-100])  # truncated
+    result = gluon_bn("reproduce", "--ctx", "cpu", "--data-dir", str(data_copy), "--out", str(tmp_path / "out"))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"gluon-bn: error: {damaged} is truncated or not a gzip file")
+    assert "training on" not in result.stdout
 
 
 def test_unwritable_out_is_refused_before_training(tmp_path):

@@ -111,8 +111,9 @@ def test_swapped_file_names_are_refused(data_copy):
     a_bytes, b_bytes = a.read_bytes(), b.read_bytes()
     a.write_bytes(b_bytes)
     b.write_bytes(a_bytes)
-    with pytest.raises(DataError, match="does not match any known"):
+    with pytest.raises(DataError, match="does not match any known") as err:
         data.read_fashion_mnist(root=data_copy)
+    assert str(b) in str(err.value)  # the first of the two files it verifies
 
 
 def test_mixed_releases_are_refused(data_copy, monkeypatch):

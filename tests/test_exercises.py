@@ -93,10 +93,24 @@ def test_recompute_bn_stats_gives_the_population_statistics(norm, real_data_dir)
     mean, var = get_stats(first)
     np.testing.assert_allclose(mean, conv.mean(axis=(0, 2, 3)), rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(var, conv.var(axis=(0, 2, 3)), rtol=1e-3, atol=1e-6)
-    saved = swap_bn_stats(net)
-    assert all(np.array_equal(a, b) for pair in zip(saved, [get_stats(l) for l in bn_layers(net)])
-               for a, b in zip(*pair))
-    evaluate_accuracy(test_iter, net)
+
+    # swap_bn_stats puts other statistics in place, hands back the ones it replaced, and swaps them back.
+    recomputed = [get_stats(layer) for layer in bn_layers(net)]
+    probe = next(iter(test_iter))[0]
+    logits = net(probe).asnumpy()
+    neutral = [(np.zeros_like(mean), np.ones_like(var)) for mean, var in recomputed]
+    replaced = swap_bn_stats(net, neutral)
+    for (mean, var), (want_mean, want_var) in zip(replaced, recomputed):
+        np.testing.assert_array_equal(mean, want_mean)
+        np.testing.assert_array_equal(var, want_var)
+    for layer in bn_layers(net):
+        np.testing.assert_array_equal(get_stats(layer)[1], 1.0)
+    assert np.abs(net(probe).asnumpy() - logits).max() > 1e-3  # prediction uses the statistics swapped in
+    swap_bn_stats(net, replaced)
+    for layer, (want_mean, want_var) in zip(bn_layers(net), recomputed):
+        np.testing.assert_array_equal(get_stats(layer)[0], want_mean)
+        np.testing.assert_array_equal(get_stats(layer)[1], want_var)
+    np.testing.assert_array_equal(net(probe).asnumpy(), logits)
 
 
 def test_recompute_bn_stats_refuses_nets_without_bn(real_data_dir):
