@@ -1,7 +1,9 @@
 """gluon-bn: the "Batch Normalization" chapter of Dive into Deep Learning, in MXNet Gluon.
 
 The chapter's own code is in :mod:`gluon_bn.layers` (``batch_norm``, ``BatchNorm``);
-the LeNet in :mod:`gluon_bn.models`; data, training, records and plots beside them.
+the LeNet in :mod:`gluon_bn.models`; data and the training loop in :mod:`gluon_bn.data` and
+:mod:`gluon_bn.training`. The other top-level modules are the pieces built beside the chapter;
+each ``gluon-bn`` command is one module of :mod:`gluon_bn.commands`.
 """
 from importlib import metadata as _metadata
 
@@ -10,6 +12,7 @@ from .errors import DataError, GluonBNError, UsageError
 from .fast import FastBatchNorm
 from .layers import BatchNorm, batch_norm
 from .models import lenet
+from .precise_bn import recompute_bn_stats
 from .training import Epoch, evaluate_accuracy, train_ch5, try_gpu
 
 try:
@@ -18,4 +21,4 @@ except _metadata.PackageNotFoundError:  # running from a source tree without ins
     __version__ = "0+unknown"
 
 __all__ = ["BatchNorm", "DataError", "Epoch", "FastBatchNorm", "GluonBNError", "UsageError", "batch_norm",
-           "evaluate_accuracy", "lenet", "load_data_fashion_mnist", "train_ch5", "try_gpu"]
+           "evaluate_accuracy", "lenet", "load_data_fashion_mnist", "recompute_bn_stats", "train_ch5", "try_gpu"]

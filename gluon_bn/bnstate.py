@@ -26,9 +26,8 @@ def is_bn(layer: gluon.Block) -> bool:
 
 def bn_layers(net: gluon.Block) -> list[gluon.Block]:
     """Every BN block inside ``net``, in order."""
-    found = [net] if is_bn(net) else []
-    for child in net._children.values():
-        found += bn_layers(child)
+    found: list[gluon.Block] = []
+    net.apply(lambda block: found.append(block) if is_bn(block) else None)
     return found
 
 

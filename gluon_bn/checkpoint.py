@@ -28,11 +28,6 @@ __all__ = ["Checkpointer"]
 _LATEST = "latest.json"
 
 
-def _structural_names(net: gluon.Block) -> dict[str, str]:
-    """Global parameter name -> its place in the net ('0.weight'), stable across processes."""
-    return {param.name: structural for structural, param in net._collect_params_with_prefix().items()}
-
-
 def _load_dict(path: Path) -> dict:
     """``nd.load`` of a saved dict (MXNet gives back an empty list for an empty one)."""
     loaded = nd.load(str(path))
@@ -57,30 +52,25 @@ class Checkpointer:
     def save(self, net: gluon.Block, trainer: gluon.Trainer, state: dict) -> Path:
         """Write a new checkpoint of ``net`` and ``trainer`` with ``state`` (JSON-able)."""
         self.directory.mkdir(parents=True, exist_ok=True)
+        number = (self.meta() or {}).get("number", 0) + 1
         tmp = Path(tempfile.mkdtemp(prefix=".ckpt-", dir=self.directory))
         try:
             net.save_parameters(str(tmp / "params"))
-            faults.reached("checkpoint", model=self.directory.name, number=(self.meta() or {}).get("number", 0) + 1)
+            faults.reached("checkpoint", model=self.directory.name, number=number)
             stats = {f"{i}:{name}": nd.array(value, dtype="float64")
                      for i, layer in enumerate(bn_layers(net))
                      for name, value in zip(("mean", "var"), get_stats(layer))}
             nd.save(str(tmp / "stats"), stats)
-            nd.save(str(tmp / "optimizer"), self._optimizer_arrays(net, trainer))
-            previous = self.meta()
-            number = (previous or {}).get("number", 0) + 1
+            arrays, counters = _read_trainer(net, trainer)
+            nd.save(str(tmp / "optimizer"), arrays)
             final = self.directory / f"ckpt-{number:06d}"
             shutil.rmtree(final, ignore_errors=True)
             os.rename(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        optimizer = trainer._optimizer
-        names = _structural_names(net)
-        atomic_write_json(self.directory / _LATEST, {
-            **state, "number": number, "folder": final.name,
-            "optimizer": {"num_update": optimizer.num_update,
-                          "update_count": {names[trainer._params[i].name]: v
-                                           for i, v in optimizer._index_update_count.items()}}})
+        atomic_write_json(self.directory / _LATEST, {**state, "number": number, "folder": final.name,
+                                                     "optimizer": counters})
         for old in [*self.directory.glob("ckpt-*"), *self.directory.glob(".ckpt-*")]:  # and a killed save's
             if old != final:
                 shutil.rmtree(old, ignore_errors=True)
@@ -94,42 +84,55 @@ class Checkpointer:
         stats = _load_dict(folder / "stats")
         for i, layer in enumerate(bn_layers(net)):
             set_stats(layer, stats[f"{i}:mean"].asnumpy(), stats[f"{i}:var"].asnumpy(), ctx)
-        self._restore_optimizer(net, trainer, _load_dict(folder / "optimizer"), meta["optimizer"], ctx)
+        _write_trainer(net, trainer, _load_dict(folder / "optimizer"), meta["optimizer"], ctx)
         return meta
 
-    @staticmethod
-    def _optimizer_arrays(net: gluon.Block, trainer: gluon.Trainer) -> dict:
-        """The optimizer's per-parameter state NDArrays (momentum buffers and the like).
 
-        Keyed by the parameter's place in the net ('0.weight'), not by the trainer's index,
-        which follows global parameter names and so differs between processes.
-        """
-        names = _structural_names(net)
-        arrays = {}
-        for index, state in trainer._updaters[0].states.items():
-            parts = state if isinstance(state, (tuple, list)) else (state,)
-            for j, part in enumerate(parts):
-                if part is None:
-                    continue
-                if not isinstance(part, nd.NDArray):
-                    raise TypeError(f"cannot checkpoint optimizer state of type {type(part).__name__}")
-                arrays[f"{names[trainer._params[index].name]}:{j}:{len(parts)}"] = part.as_in_context(mx.cpu())
-        return arrays
+# -- Where MXNet 1.9.1 keeps a trainer's state. Its public ``Trainer.save_states``/``load_states``
+# pickle the updater, and loading a pickle can run code, so checkpoints read and write these
+# private attributes instead. They are reached only in the three functions below;
+# tests/test_checkpoint.py fails loudly if an MXNet release renames them.
 
-    @staticmethod
-    def _restore_optimizer(net: gluon.Block, trainer: gluon.Trainer, arrays: dict, counters: dict,
-                           ctx: mx.Context) -> None:
-        index_of = {structural: trainer._param2idx[name] for name, structural in _structural_names(net).items()
-                    if name in trainer._param2idx}
-        optimizer = trainer._optimizer
-        optimizer.num_update = counters["num_update"]
-        optimizer._index_update_count = {index_of[k]: v for k, v in counters["update_count"].items()}
-        grouped: dict[int, dict] = {}
-        for key, array in arrays.items():
-            structural, j, n = key.split(":")
-            grouped.setdefault(index_of[structural], {"n": int(n)})[int(j)] = array.as_in_context(ctx)
-        for updater in trainer._updaters:
-            for index, parts in grouped.items():
-                values = [parts.get(j) for j in range(parts["n"])]
-                updater.states[index] = values[0] if parts["n"] == 1 else tuple(values)
-                updater.states_synced[index] = True
+def _structural_names(net: gluon.Block) -> dict[str, str]:
+    """Global parameter name -> its place in the net ('0.weight'), stable across processes."""
+    return {param.name: structural for structural, param in net._collect_params_with_prefix().items()}
+
+
+def _read_trainer(net: gluon.Block, trainer: gluon.Trainer) -> tuple[dict, dict]:
+    """The optimizer's per-parameter state NDArrays (momentum buffers and the like) and its counters.
+
+    Keyed by the parameter's place in the net ('0.weight'), not by the trainer's index, which
+    follows global parameter names and so differs between processes.
+    """
+    names = _structural_names(net)
+    arrays = {}
+    for index, state in trainer._updaters[0].states.items():
+        parts = state if isinstance(state, (tuple, list)) else (state,)
+        for j, part in enumerate(parts):
+            if part is None:
+                continue
+            if not isinstance(part, nd.NDArray):
+                raise TypeError(f"cannot checkpoint optimizer state of type {type(part).__name__}")
+            arrays[f"{names[trainer._params[index].name]}:{j}:{len(parts)}"] = part.as_in_context(mx.cpu())
+    optimizer = trainer._optimizer
+    counters = {"num_update": optimizer.num_update,
+                "update_count": {names[trainer._params[i].name]: v for i, v in optimizer._index_update_count.items()}}
+    return arrays, counters
+
+
+def _write_trainer(net: gluon.Block, trainer: gluon.Trainer, arrays: dict, counters: dict, ctx: mx.Context) -> None:
+    """Put back what ``_read_trainer`` returned."""
+    index_of = {structural: trainer._param2idx[name] for name, structural in _structural_names(net).items()
+                if name in trainer._param2idx}
+    optimizer = trainer._optimizer
+    optimizer.num_update = counters["num_update"]
+    optimizer._index_update_count = {index_of[k]: v for k, v in counters["update_count"].items()}
+    grouped: dict[int, dict] = {}
+    for key, array in arrays.items():
+        structural, j, n = key.split(":")
+        grouped.setdefault(index_of[structural], {"n": int(n)})[int(j)] = array.as_in_context(ctx)
+    for updater in trainer._updaters:
+        for index, parts in grouped.items():
+            values = [parts.get(j) for j in range(parts["n"])]
+            updater.states[index] = values[0] if parts["n"] == 1 else tuple(values)
+            updater.states_synced[index] = True

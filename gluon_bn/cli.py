@@ -1,8 +1,7 @@
-"""Command line: ``gluon-bn reproduce`` runs the chapter with its settings."""
+"""The ``gluon-bn`` command line: parses the arguments into a command's config and runs that command."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 
 import matplotlib
@@ -10,9 +9,14 @@ import matplotlib
 matplotlib.use("Agg")  # the CLI only writes PNG files
 
 from . import __version__  # noqa: E402
+from .commands import COMMANDS  # noqa: E402
+from .commands.bench import SECTIONS, BenchConfig  # noqa: E402
+from .commands.compare import CompareConfig  # noqa: E402
+from .commands.exercise import ExerciseConfig  # noqa: E402
+from .commands.reproduce import ReproduceConfig  # noqa: E402
+from .commands.shared import CONTEXTS  # noqa: E402
 from .errors import GluonBNError  # noqa: E402
 from .exercises import EXERCISES  # noqa: E402
-from .experiments import CONTEXTS, CompareConfig, ExerciseConfig, ReproduceConfig  # noqa: E402
 from .models import NORMS  # noqa: E402
 
 __all__ = ["main"]
@@ -35,12 +39,10 @@ def _positive(kind):
     return parse
 
 
-def _run_arguments(parser: argparse.ArgumentParser, defaults, *, epochs: bool = True) -> None:
-    """The settings every training command takes, with that command's defaults.
-
-    ``epochs=False`` (bench: one epoch per set-up, compiled or not by set-up) leaves out
-    --epochs and --no-hybridize.
-    """
+def _run_arguments(parser: argparse.ArgumentParser, defaults, quick: str) -> None:
+    """The settings every command takes, with that command's defaults; --epochs and --no-hybridize
+    where its config has them (bench times one epoch per set-up, compiled or not by set-up)."""
+    epochs = "epochs" in defaults.field_names()
     if epochs:
         parser.add_argument("--epochs", type=_positive(int), default=defaults.epochs)
     parser.add_argument("--lr", type=_positive(float), default=defaults.lr, help="SGD learning rate")
@@ -61,12 +63,11 @@ def _run_arguments(parser: argparse.ArgumentParser, defaults, *, epochs: bool = 
                             help="run every layer imperatively, as the chapter's code does (slower, same numbers)")
     parser.add_argument("--threads", type=_positive(int), default=None,
                         help="MXNet CPU threads (default: MXNet's, one per logical CPU)")
+    parser.add_argument("--quick", action="store_true", help=f"{quick}: seconds, for a first look (also GLUON_BN_QUICK=1)")
 
 
-def _config(cls, args: argparse.Namespace, **extra):
-    """A configuration from the parsed arguments named like its fields; ``extra`` overrides."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{**{k: v for k, v in vars(args).items() if k in names}, **extra})
+def _quick_text(cls) -> str:
+    return ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in cls.QUICK.items())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     rep.add_argument("--model", choices=MODEL_CHOICES, default="both",
                      help="which LeNet: from-scratch BN, nn.BatchNorm, no BN, FastBatchNorm, or scratch and gluon")
-    _run_arguments(rep, ReproduceConfig())
+    _run_arguments(rep, ReproduceConfig(), _quick_text(ReproduceConfig))
     rep.add_argument("--resume", action="store_true",
                      help="continue from the checkpoints in --out (written after every epoch and on Ctrl-C)")
     cmp_ = sub.add_parser(
@@ -95,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "drift, and time both layers. Prints the tables; writes compare.md, compare.json "
                     "and PNG plots into --out. Exit status 1 when an agreement that should hold does not.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    _run_arguments(cmp_, CompareConfig())
+    _run_arguments(cmp_, CompareConfig(), _quick_text(CompareConfig))
     cmp_.add_argument("--steps", type=_positive(int), default=CompareConfig().steps,
                       help="training steps before the moving statistics are checked")
     cmp_.add_argument("--speed-repeats", type=_positive(int), default=CompareConfig().speed_repeats,
@@ -109,10 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("name", nargs="?", choices=list(EXERCISES), metavar="NAME",
                     help="one of: " + ", ".join(EXERCISES))
     ex.add_argument("--list", action="store_true", help="list the exercises and their questions")
-    _run_arguments(ex, ExerciseConfig())
+    _run_arguments(ex, ExerciseConfig(), _quick_text(ExerciseConfig))
     ex.add_argument("--seeds", type=_positive(int), default=ExerciseConfig().seeds, help="seeds per variant")
-    ex.add_argument("--quick", action="store_true",
-                    help="1 epoch, 2 seeds, 1,024 training images: seconds, for a first look and the tests")
     ex.add_argument("--resume", action="store_true", help="keep the finished runs in --out, continue the rest")
     ex.add_argument("--precise-batches", type=_positive(int), default=ExerciseConfig().precise_batches,
                     help="precise-bn: training batches used to re-estimate the statistics")
@@ -122,7 +121,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _bench_parser(sub) -> None:
     """``gluon-bn bench``: its own settings (it trains one epoch per model, so no --epochs)."""
-    from .benchmark import SECTIONS, BenchConfig
     defaults = BenchConfig()
     b = sub.add_parser(
         "bench", help="time every BN layer and LeNet here against nn.BatchNorm, d2l's pipeline and PyTorch",
@@ -138,41 +136,43 @@ def _bench_parser(sub) -> None:
     b.add_argument("--memory-steps", type=_positive(int), default=defaults.memory_steps,
                    help="training steps per model in the memory section")
     b.add_argument("--profile-steps", type=_positive(int), default=defaults.profile_steps)
-    b.add_argument("--quick", action="store_true", help="1,024 training images, few repeats and steps: a first look")
-    _run_arguments(b, defaults, epochs=False)
+    _run_arguments(b, defaults, _quick_text(BenchConfig))
+
+
+#: Each command's config class, and what the parsed arguments give it beyond its fields' names.
+CONFIGS = {"reproduce": (ReproduceConfig, lambda args: {"models": MODEL_CHOICES[args.model]}),
+           "compare": (CompareConfig, lambda args: {}),
+           "exercise": (ExerciseConfig, lambda args: {}),
+           "bench": (BenchConfig, lambda args: {"models": tuple(args.models), "sections": tuple(args.sections)})}
+
+
+def _listing() -> str:
+    return "\n".join(f"{name:15s} {exercise.question}" for name, exercise in EXERCISES.items())
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors become one line on stderr and a non-zero status."""
     args = build_parser().parse_args(argv)
-    from . import experiments
+    if args.command == "exercise" and (args.list or args.name is None):
+        if args.list:
+            print(_listing())
+            return 0
+        print(f"gluon-bn: error: name an exercise:\n{_listing()}", file=sys.stderr)
+        return 2
+    cls, extra = CONFIGS[args.command]
+    config = cls(**{**{k: v for k, v in vars(args).items() if k in cls.field_names()}, **extra(args)})
     try:
-        if args.command == "reproduce":
-            experiments.reproduce(_config(ReproduceConfig, args, models=MODEL_CHOICES[args.model]))
-        elif args.command == "exercise":
-            if args.list or args.name is None:
-                listing = "\n".join(f"{name:15s} {exercise.question}" for name, exercise in EXERCISES.items())
-                if args.list:
-                    print(listing)
-                    return 0
-                print(f"gluon-bn: error: name an exercise:\n{listing}", file=sys.stderr)
-                return 2
-            experiments.run_exercise(_config(ExerciseConfig, args))
-        elif args.command == "bench":
-            from .benchmark import BenchConfig, bench
-            bench(_config(BenchConfig, args, models=tuple(args.models), sections=tuple(args.sections)))
-        elif args.command == "compare":
-            result = experiments.compare(_config(CompareConfig, args))
-            if result["failures"]:
-                print(f"gluon-bn: compare: {len(result['failures'])} agreement(s) did not hold: "
-                      + "; ".join(result["failures"]), file=sys.stderr)
-                return 1
+        result = COMMANDS[args.command].run(config)
     except GluonBNError as exc:
         print(f"gluon-bn: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("gluon-bn: interrupted", file=sys.stderr)
         return 130
+    if args.command == "compare" and result["failures"]:
+        print(f"gluon-bn: compare: {len(result['failures'])} agreement(s) did not hold: "
+              + "; ".join(result["failures"]), file=sys.stderr)
+        return 1
     return 0
 
 

@@ -22,20 +22,18 @@ import numpy as np
 from mxnet import autograd, gluon, nd
 from mxnet.gluon import nn
 
-from .bnstate import bn_layers, get_stats, is_bn, set_affine, set_stats
-from .layers import BatchNorm
+from .bnstate import get_stats, is_bn, set_affine, set_stats
+from .models import BN_LAYERS
 from .reference import bn_backward, bn_forward, reduce_axes
 
-__all__ = ["LAYERS", "Check", "Difference", "ModeRow", "check_layer", "copy_parameters", "copy_state",
-           "known_differences", "mode_table", "model_drift", "variance_estimator"]
+__all__ = ["COMPARED", "Check", "Difference", "ModeRow", "check_layer", "known_differences", "mode_table",
+           "variance_estimator"]
 
 LayerFactory = Callable[[int, int], gluon.Block]
 
-#: The two layers compared, as factories of (num_features, num_dims).
-LAYERS: dict[str, LayerFactory] = {
-    "scratch": lambda c, num_dims: BatchNorm(c, num_dims=num_dims),
-    "gluon": lambda c, num_dims: nn.BatchNorm(in_channels=c),
-}
+#: The two layers the chapter sets side by side, by their names in ``models.BN_LAYERS``.
+COMPARED = ("scratch", "gluon")
+
 
 #: Tolerances (atol, rtol) for float32 layers against the float64 reference: a few times
 #: the float32 error of MXNet's fused CPU operator at LeNet's largest BN shape (relative
@@ -169,7 +167,7 @@ class Difference:
 
 def _pair(ctx, c, ndim, align_init: bool, gluon_kwargs=None):
     """A scratch and a Gluon layer on ``ctx``; with ``align_init`` both start at mean 0, var 1."""
-    scratch = _make(LAYERS["scratch"], c, ndim, ctx)
+    scratch = _make(BN_LAYERS["scratch"], c, ndim, ctx)
     gl = nn.BatchNorm(in_channels=c, **(gluon_kwargs or {}))
     gl.initialize(ctx=ctx)
     if align_init:
@@ -324,8 +322,8 @@ def mode_table(ctx: mx.Context | None = None, seed: int = 0) -> list[ModeRow]:
     by_moving = bn_forward(x, ones, zeros, mean0, var0, training=False)[0]
     rows = []
     for scope, (manager, backward) in SCOPES.items():
-        for name, factory in LAYERS.items():
-            layer = _make(factory, c, 4, ctx)
+        for name in COMPARED:
+            layer = _make(BN_LAYERS[name], c, 4, ctx)
             set_stats(layer, mean0, var0, ctx)
             y, _ = _step(layer, x, np.ones(shape, np.float32) if backward else None, ctx, scope=manager)
             used = ("batch" if _gap(y, by_batch) < 1e-3 else "moving" if _gap(y, by_moving) < 1e-3
@@ -333,51 +331,3 @@ def mode_table(ctx: mx.Context | None = None, seed: int = 0) -> list[ModeRow]:
             mean, var = get_stats(layer)
             rows.append(ModeRow(scope, name, used, _gap(mean, mean0) > 1e-7 or _gap(var, var0) > 1e-7))
     return rows
-
-
-# -- 4. two LeNets from the same start -----------------------------------------------------
-
-def _learnable(net: gluon.Block) -> list[gluon.Parameter]:
-    """The parameters training updates, in registration order (Gluon's running stats excluded)."""
-    return [p for p in net.collect_params().values() if p.grad_req != "null"]
-
-
-def copy_parameters(source: gluon.Block, target: gluon.Block) -> None:
-    """Give ``target`` the learnable parameters of ``source`` (same architecture, any BN style)."""
-    src, dst = _learnable(source), _learnable(target)
-    if [p.data().size for p in src] != [p.data().size for p in dst]:
-        raise ValueError("copy_parameters needs two models with the same learnable parameters, in order")
-    for s, d in zip(src, dst):
-        d.set_data(s.data().reshape(d.shape).as_in_context(d.list_ctx()[0]))
-
-
-def copy_state(source: nn.Sequential, target: nn.Sequential) -> None:
-    """``copy_parameters`` plus every BN layer's moving statistics."""
-    copy_parameters(source, target)
-    for a, b in zip(bn_layers(source), bn_layers(target)):
-        set_stats(b, *get_stats(a), ctx=b.gamma.list_ctx()[0])
-
-
-def _rel(a: np.ndarray, b: np.ndarray) -> float:
-    """||a - b|| relative to the larger of ||a||, ||b||."""
-    return float(np.linalg.norm(a - b) / max(np.linalg.norm(a), np.linalg.norm(b), 1e-12))
-
-
-def model_drift(a: nn.Sequential, b: nn.Sequential, probe: nd.NDArray) -> dict:
-    """How far two same-architecture models have drifted: weights, statistics, logits, predictions.
-
-    Weights and statistics are compared as one vector each (relative norm of the difference), so
-    the biases before BN, whose gradient is ~0 and norm ~1e-7, do not dominate.
-    """
-    def weights(net):
-        return np.concatenate([p.data().asnumpy().ravel() for p in _learnable(net)])
-
-    def stats(net):
-        return np.concatenate([s for layer in bn_layers(net) for s in get_stats(layer)] or [np.zeros(0)])
-
-    wa, wb = weights(a), weights(b)
-    ya, yb = a(probe), b(probe)
-    return {"param_rel_diff": _rel(wa, wb), "param_max_abs_diff": float(np.max(np.abs(wa - wb))),
-            "stats_rel_diff": _rel(stats(a), stats(b)),
-            "logits_max_abs_diff": float(nd.abs(ya - yb).max().asscalar()),
-            "prediction_agreement": float((ya.argmax(axis=1) == yb.argmax(axis=1)).mean().asscalar())}

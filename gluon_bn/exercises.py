@@ -1,6 +1,7 @@
 """The chapter's exercises as measured experiments, and precise BN, over several seeds.
 
-Every exercise is a list of model variants run by one runner (:func:`run_exercise`): each
+Every exercise is a list of model variants run by one runner (``gluon-bn exercise``,
+:mod:`gluon_bn.commands.exercise`): each
 variant is trained for each seed with the chapter's training loop, and the exercise's own
 measurements are taken from the trained model. Each exercise then states a conclusion drawn
 from that run's numbers: the text is assembled from them, never written in advance.
@@ -8,7 +9,7 @@ from that run's numbers: the text is assembled from them, never written in advan
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Callable
 
 import mxnet as mx
@@ -16,12 +17,11 @@ import numpy as np
 from mxnet import autograd, gluon
 
 from .bnstate import is_bn
-from .data import load_data_fashion_mnist
 from .precise_bn import recompute_bn_stats, swap_bn_stats
-from .report import markdown_table
+from .tables import markdown_table
 from .training import Epoch, evaluate_accuracy
 
-__all__ = ["EXERCISES", "Exercise", "Variant", "precise_spreads", "summarize", "summary_table", "variant_config"]
+__all__ = ["EXERCISES", "Exercise", "Variant", "fmt_mean_std", "precise_spreads", "summarize"]
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def summarize(runs: list[dict]) -> list[dict]:
     return rows
 
 
-def _fmt(mean: float, std: float, digits: int = 3) -> str:
+def fmt_mean_std(mean: float, std: float, digits: int = 3) -> str:
     return "n/a" if math.isnan(mean) else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
@@ -88,8 +88,8 @@ def _compare_sentence(a: dict, b: dict, what: str) -> str:
     diff = b["test_acc"] - a["test_acc"]
     noise = 2 * _noise(a, b)
     verdict = "within seed noise" if abs(diff) <= noise else ("better" if diff > 0 else "worse")
-    return (f"{what}: test accuracy {_fmt(b['test_acc'], b['test_acc_std'])} vs "
-            f"{_fmt(a['test_acc'], a['test_acc_std'])}, a difference of {diff:+.3f} "
+    return (f"{what}: test accuracy {fmt_mean_std(b['test_acc'], b['test_acc_std'])} vs "
+            f"{fmt_mean_std(a['test_acc'], a['test_acc_std'])}, a difference of {diff:+.3f} "
             f"({verdict}; twice the larger seed spread is {noise:.3f})")
 
 
@@ -97,8 +97,7 @@ def _compare_sentence(a: dict, b: dict, what: str) -> str:
 
 def _bias_gradients(net: gluon.Block, config, ctx: mx.Context) -> dict:
     """|grad bias| / |grad weight| on one training batch, for each layer with a bias."""
-    train_iter, _ = load_data_fashion_mnist(config.batch_size, root=config.data_dir, seed=config.seed,
-                                            num_train=config.batch_size)
+    train_iter, _ = config.loaders(num_train=config.batch_size)
     X, y = next(iter(train_iter))
     with autograd.record():
         l = gluon.loss.SoftmaxCrossEntropyLoss()(net(X.as_in_context(ctx)), y.as_in_context(ctx)).sum()
@@ -159,7 +158,7 @@ def _conclude_lr(summary, runs) -> str:
                else "")
             + (", and diverges (NaN/inf loss) at " + ", ".join(f"{lr:g}" for lr, s in broken if s.startswith("diverged"))
                if any(s.startswith("diverged") for _, s in broken) else ", and never diverges in this sweep")
-            + f"; its best test accuracy is {_fmt(best['test_acc'], best['test_acc_std'])} at lr {best['lr']:g}")
+            + f"; its best test accuracy is {fmt_mean_std(best['test_acc'], best['test_acc_std'])} at lr {best['lr']:g}")
     return ". ".join(parts) + "."
 
 
@@ -172,7 +171,7 @@ def _conclude_against(baseline: str, label: str = "") -> Callable:
         sentences = [_compare_sentence(base, r, f"{r['variant']} against {baseline}")
                      for r in summary if r["variant"] != baseline]
         return (label + "; ".join(sentences) + f". Best: {best['variant']} "
-                f"({_fmt(best['test_acc'], best['test_acc_std'])}).")
+                f"({fmt_mean_std(best['test_acc'], best['test_acc_std'])}).")
     return conclude
 
 
@@ -186,9 +185,7 @@ def _conclude_frozen(summary, runs) -> str:
 
 def _precise_on_epoch(epoch: Epoch, net: gluon.Block, config, ctx: mx.Context) -> dict:
     """Test accuracy with re-estimated statistics, training's own moving averages put back after."""
-    train_iter, test_iter = load_data_fashion_mnist(
-        config.batch_size, root=config.data_dir, seed=config.seed + 1000 + epoch.epoch,
-        num_train=config.num_train, num_test=config.num_test)
+    train_iter, test_iter = config.loaders(seed=config.seed + 1000 + epoch.epoch)
     saved = swap_bn_stats(net)
     recompute_bn_stats(net, train_iter, num_batches=config.precise_batches, ctx=ctx)
     accuracy = evaluate_accuracy(test_iter, net, ctx)
@@ -243,8 +240,8 @@ def _details_no_bias(runs) -> str:
 def _details_precise(runs) -> str:
     blocks = []
     for variant, (m, p) in _precise_by_variant(runs).items():
-        rows = [[e + 1, _fmt(m["per_epoch_mean"][e], m["per_epoch_std"][e]),
-                 _fmt(p["per_epoch_mean"][e], p["per_epoch_std"][e])] for e in range(len(m["per_epoch_mean"]))]
+        rows = [[e + 1, fmt_mean_std(m["per_epoch_mean"][e], m["per_epoch_std"][e]),
+                 fmt_mean_std(p["per_epoch_mean"][e], p["per_epoch_std"][e])] for e in range(len(m["per_epoch_mean"]))]
         rows.append(["mean jump between epochs", f"{m['epoch_to_epoch']:.3f}", f"{p['epoch_to_epoch']:.3f}"])
         rows.append(["spread across seeds", f"{m['seed_to_seed']:.3f}", f"{p['seed_to_seed']:.3f}"])
         blocks.append(f"**{variant}**: test accuracy per epoch, mean ± std over seeds\n\n"
@@ -292,16 +289,3 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in (
              _precise_variants, _conclude_precise, on_epoch=_precise_on_epoch, details=_details_precise,
              epochs=5),
 )}
-
-
-def variant_config(config, variant: Variant, seed: int):
-    """The run settings for one variant and seed."""
-    return replace(config, seed=seed, lr=variant.lr if variant.lr is not None else config.lr)
-
-
-def summary_table(summary: list[dict]) -> str:
-    """Per variant: learning rate, seeds, divergences, last-epoch numbers as mean ± std."""
-    return markdown_table(
-        ["variant", "lr", "seeds", "diverged", "loss", "train acc", "test acc"],
-        [[r["variant"], f"{r['lr']:g}", r["seeds"], r["diverged"], _fmt(r["loss"], r["loss_std"], 4),
-          _fmt(r["train_acc"], r["train_acc_std"]), _fmt(r["test_acc"], r["test_acc_std"])] for r in summary])

@@ -37,6 +37,8 @@ class _Training(nn.HybridBlock):
     4-D X) 1/(H*W) the means are taken with. Returns Y and the new moving mean and variance.
     """
 
+    always_compiled = True  # whatever the net around it does (see FastBatchNorm.hybridize)
+
     def __init__(self, num_features: int, num_dims: int, eps: float, momentum: float):
         super().__init__()
         self.num_features, self.num_dims, self.eps, self.momentum = num_features, num_dims, eps, momentum

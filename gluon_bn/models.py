@@ -3,15 +3,25 @@
 ``lenet(norm)`` is the chapter's model. Its keyword options build the variants the
 chapter's exercises ask about: no bias before BN, BN after the activation or only in
 some layers, gamma/beta not learned, and options passed to ``nn.BatchNorm``.
+``BN_LAYERS`` is the one table from a norm's name to its BN layer: the LeNets, the
+comparison, the benchmarks and the command line all read it.
 """
+from typing import Callable
+
 from mxnet.gluon import nn
 
 from .fast import FastBatchNorm
 from .layers import BatchNorm
 
-__all__ = ["LABELS", "NORMS", "PLACEMENTS", "WHERE", "lenet"]
+__all__ = ["BN_LAYERS", "LABELS", "NORMS", "PLACEMENTS", "WHERE", "lenet"]
 
-#: The normalizations ``lenet`` knows, in the order the CLI lists them.
+#: Each BN layer by name, as a factory of (num_features, num_dims, **nn.BatchNorm options).
+BN_LAYERS: dict[str, Callable[..., nn.Block]] = {
+    "scratch": lambda c, num_dims: BatchNorm(c, num_dims=num_dims),
+    "gluon": lambda c, num_dims, **options: nn.BatchNorm(in_channels=c, **options),
+    "fast": lambda c, num_dims: FastBatchNorm(c, num_dims=num_dims),
+}
+#: The normalizations ``lenet`` knows, in the order the CLI lists them ("none": the LeNet chapter's, no BN).
 NORMS = ("scratch", "gluon", "none", "fast")
 #: How reports and plots name each one.
 LABELS = {"scratch": "from scratch", "gluon": "nn.BatchNorm", "none": "no BN", "fast": "FastBatchNorm"}
@@ -22,11 +32,8 @@ WHERE = ("all", "conv", "dense")
 
 
 def _bn(norm: str, num_features: int, num_dims: int, learn_affine: bool, gluon_options: dict) -> nn.Block:
-    """One BN layer of the requested kind (Gluon's infers its size)."""
-    if norm == "gluon":
-        layer = nn.BatchNorm(**gluon_options)
-    else:
-        layer = (FastBatchNorm if norm == "fast" else BatchNorm)(num_features, num_dims=num_dims)
+    """One BN layer of the requested kind."""
+    layer = BN_LAYERS[norm](num_features, num_dims, **gluon_options)
     if not learn_affine:
         layer.gamma.grad_req = layer.beta.grad_req = 'null'
     return layer

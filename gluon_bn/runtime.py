@@ -9,7 +9,7 @@ from typing import Iterator
 from mxnet import gluon
 from mxnet.base import _LIB, check_call
 
-__all__ = ["compile_net", "default_threads", "imperative", "logical_cpus", "set_threads"]
+__all__ = ["compile_net", "default_threads", "imperative", "is_compiled", "logical_cpus", "set_threads"]
 
 
 def logical_cpus() -> int:
@@ -38,11 +38,22 @@ def compile_net(net: gluon.Block) -> gluon.Block:
     return net
 
 
+def is_compiled(net: gluon.Block) -> bool:
+    """Whether ``hybridize`` compiled any block of ``net`` (blocks marked ``always_compiled`` aside).
+
+    Gluon 1.9.1 has no public way to ask, so this reads ``HybridBlock._active``, the flag
+    ``hybridize`` sets; ``tests/test_runtime.py`` fails loudly if MXNet renames it.
+    """
+    found: list[bool] = []
+    net.apply(lambda block: found.append(isinstance(block, gluon.HybridBlock) and block._active
+                                         and not getattr(block, "always_compiled", False)))
+    return any(found)
+
+
 @contextlib.contextmanager
 def imperative(net: gluon.Block) -> Iterator[gluon.Block]:
     """Run ``net`` imperatively inside the block (so forward hooks fire), compiled again after."""
-    was_compiled = isinstance(net, gluon.HybridBlock) and net._active or any(
-        isinstance(child, gluon.HybridBlock) and child._active for child in net._children.values())
+    was_compiled = is_compiled(net)
     net.hybridize(active=False)
     try:
         yield net

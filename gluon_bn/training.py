@@ -13,7 +13,7 @@ from tqdm import tqdm
 from .bnstate import restore_stats, snapshot_stats
 from .errors import Diverged, TrainingInterrupted
 
-__all__ = ["Epoch", "evaluate_accuracy", "history_rows", "train_ch5", "try_gpu"]
+__all__ = ["Callback", "Epoch", "OnEpochEnd", "evaluate_accuracy", "history_rows", "train_ch5", "try_gpu"]
 
 #: d2l's: gpu(i) when that GPU exists, else cpu().
 try_gpu = d2l.try_gpu
@@ -43,6 +43,31 @@ def history_rows(history: Iterable) -> list[dict]:
     return [e if isinstance(e, Mapping) else e.to_dict() for e in history]
 
 
+class Callback:
+    """What ``train_ch5`` calls at its batch and epoch boundaries: subclass and override either.
+
+    Checkpoints, Ctrl-C, the benchmarks' memory sampler and profiler, and the experiments'
+    per-epoch measurements all hook in here; the chapter's loop itself stays as it was.
+    """
+
+    def on_batch_end(self, epoch: int, batch: int) -> bool:
+        """Batch ``batch`` of epoch ``epoch`` (both from 1) has updated the model; True stops training here."""
+        return False
+
+    def on_epoch_end(self, result: Epoch, net: gluon.Block) -> None:
+        """The epoch's line was printed; ``net`` is the model after it."""
+
+
+class OnEpochEnd(Callback):
+    """A callback from a function of (epoch result, net), run after every epoch."""
+
+    def __init__(self, function: Callable[[Epoch, gluon.Block], None]):
+        self.function = function
+
+    def on_epoch_end(self, result: Epoch, net: gluon.Block) -> None:
+        self.function(result, net)
+
+
 def evaluate_accuracy(data_iter: Iterable, net: gluon.Block, ctx: mx.Context | None = None) -> float:
     """Fraction of examples in ``data_iter`` that ``net`` classifies right (prediction mode)."""
     ctx = ctx or mx.cpu()
@@ -55,20 +80,17 @@ def evaluate_accuracy(data_iter: Iterable, net: gluon.Block, ctx: mx.Context | N
 
 def train_ch5(net: gluon.Block, train_iter: Iterable, test_iter: Iterable, batch_size: int,
               trainer: gluon.Trainer, ctx: mx.Context, num_epochs: int, *,
-              log: Callable[[str], None] = print,
-              on_epoch_end: Callable[[Epoch, gluon.Block], None] | None = None,
-              start_epoch: int = 0, start_metric: Sequence[float] | None = None,
-              should_stop: Callable[[int, int], bool] | None = None) -> list[Epoch]:
+              log: Callable[[str], None] = print, callbacks: Sequence[Callback] = (),
+              start_epoch: int = 0, start_metric: Sequence[float] | None = None) -> list[Epoch]:
     """Train ``net`` as the chapter does, print its line each epoch, return the history.
 
     As in the chapter, ``trainer.step(batch_size)`` scales every step by the full
     batch size, the last partial batch included. A progress bar shows on a terminal.
-    ``on_epoch_end(epoch, net)`` runs after each epoch's line (to snapshot or checkpoint).
-    A resumed run passes the epochs done (``start_epoch``) and the sums of a partial epoch
-    (``start_metric``). A NaN or infinite loss raises ``Diverged`` and leaves no trace: no
-    update from that batch, and the BN layers' moving statistics put back as they were before
-    it. ``should_stop(epoch, batch)`` (1-based) true after a batch raises
-    ``TrainingInterrupted`` with the epoch's sums.
+    ``callbacks`` run after each batch and each epoch's line, in order; one that asks to stop
+    after a batch raises ``TrainingInterrupted`` with the epoch's sums. A resumed run passes
+    the epochs done (``start_epoch``) and the sums of a partial epoch (``start_metric``).
+    A NaN or infinite loss raises ``Diverged`` and leaves no trace: no update from that batch,
+    and the BN layers' moving statistics put back as they were before it.
     """
     log(f"training on {ctx}")
     loss = gluon.loss.SoftmaxCrossEntropyLoss()
@@ -93,13 +115,13 @@ def train_ch5(net: gluon.Block, train_iter: Iterable, test_iter: Iterable, batch
             trainer.step(batch_size)
             y = y.astype('float32')
             metric.add(l_sum, (y_hat.argmax(axis=1) == y).sum().asscalar(), y.size)
-            if should_stop is not None and should_stop(epoch + 1, batch):
+            if any([callback.on_batch_end(epoch + 1, batch) for callback in callbacks]):  # each one sees it
                 raise TrainingInterrupted(epoch, list(metric.data))
         test_acc = evaluate_accuracy(test_iter, net, ctx)
         result = Epoch(epoch + 1, metric[0] / metric[2], metric[1] / metric[2], test_acc,
                        timer.stop())
         history.append(result)
         log(result.line())
-        if on_epoch_end is not None:
-            on_epoch_end(result, net)
+        for callback in callbacks:
+            callback.on_epoch_end(result, net)
     return history

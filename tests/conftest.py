@@ -1,13 +1,16 @@
-"""Shared fixtures: the real Fashion-MNIST files, an isolated search path, a loopback mirror."""
+"""Shared fixtures: the real Fashion-MNIST files, an isolated search path, a loopback mirror, the CLI."""
 import functools
 import http.server
+import os
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import pytest
 
-from gluon_bn import data
+from gluon_bn import data, faults
 from gluon_bn.errors import DataError
 
 DEAD_URL = "http://127.0.0.1:9/"  # the discard port: connections are refused at once
@@ -83,3 +86,25 @@ def mirror(real_data_dir, monkeypatch):
     for server in servers:
         server.shutdown()
         server.server_close()
+
+
+def run_gluon_bn(*args, env=None, cwd=None, fault=None) -> subprocess.CompletedProcess:
+    """``python -m gluon_bn ARGS`` in a child process; its output as text.
+
+    ``env`` is the child's environment (default: this process's, as it is now). ``$GLUON_BN_FAULT``
+    never leaks into the child: it is set to ``fault`` when one is given, and removed otherwise.
+    """
+    env = {k: v for k, v in (os.environ if env is None else env).items() if k != faults.ENV}
+    if fault:
+        env[faults.ENV] = fault
+    return subprocess.run([sys.executable, "-m", "gluon_bn", *args], capture_output=True, text=True,
+                          timeout=600, env=env, cwd=cwd)
+
+
+@pytest.fixture(scope="session")
+def gluon_bn_cli():
+    """The ``gluon-bn`` command line in a child process: ``gluon_bn_cli(*args, env=, cwd=, fault=)``.
+
+    Session-scoped (it holds no state) so module-scoped fixtures can run the CLI too.
+    """
+    return run_gluon_bn

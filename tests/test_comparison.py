@@ -1,21 +1,19 @@
 """The comparison harness: agreements hold, differences show and close, wrong layers are caught."""
 import mxnet as mx
 import pytest
-from mxnet import autograd, init, nd
 from mxnet.gluon import nn
 
-from gluon_bn import lenet
-from gluon_bn.comparison import (LAYERS, check_layer, copy_parameters, copy_state, known_differences,
-                                 mode_table, model_drift, variance_estimator)
+from gluon_bn.comparison import COMPARED, check_layer, known_differences, mode_table, variance_estimator
+from gluon_bn.models import BN_LAYERS
 from wrong_layers import wrong_layer
 
 SHAPES = [(64, 4, 5, 5), (32, 10), (8, 3, 2, 2)]
 
 
-@pytest.mark.parametrize("name", list(LAYERS))
+@pytest.mark.parametrize("name", COMPARED)
 @pytest.mark.parametrize("shape", SHAPES)
 def test_both_layers_agree_with_the_reference(name, shape):
-    checks = check_layer(LAYERS[name], shape, name, steps=3)
+    checks = check_layer(BN_LAYERS[name], shape, name, steps=3)
     assert [c.quantity for c in checks] == ["train output", "dX", "dgamma", "dbeta", "moving mean",
                                             "moving var", "predict output"]
     assert all(c.passed for c in checks), [c for c in checks if not c.passed]
@@ -66,27 +64,3 @@ def test_mode_table_both_layers_use_the_same_statistics_everywhere():
     assert table[("train_mode() without record()", "gluon")] == ("batch", False)
     assert table[("record(train_mode=False) + backward()", "scratch")] == ("moving", False)
     assert table[("no scope (plain call)", "gluon")] == ("moving", False)
-
-
-def test_copy_parameters_gives_the_same_function_from_the_same_start():
-    a, b = lenet("scratch"), lenet("gluon")
-    probe = nd.random.uniform(shape=(16, 1, 28, 28))
-    for net in (a, b):
-        net.initialize(init=init.Xavier())
-        net(probe)
-    copy_state(a, b)  # weights and moving statistics: the two models now compute the same thing
-    drift = model_drift(a, b, probe)
-    assert drift["param_rel_diff"] == 0 and drift["stats_rel_diff"] == 0
-    assert drift["logits_max_abs_diff"] < 1e-3 and drift["prediction_agreement"] == 1.0
-    with autograd.record():
-        ya, yb = a(probe), b(probe)
-    assert float(nd.abs(ya - yb).max().asscalar()) < 1e-3
-
-
-def test_copy_parameters_refuses_different_architectures():
-    a, b = lenet("scratch"), lenet("none")
-    for net in (a, b):
-        net.initialize()
-        net(nd.zeros((1, 1, 28, 28)))
-    with pytest.raises(ValueError, match="same learnable parameters"):
-        copy_parameters(a, b)

@@ -12,8 +12,10 @@ from mxnet.gluon import nn
 from gluon_bn import BatchNorm, FastBatchNorm, lenet, models
 from gluon_bn.bnstate import bn_layers, get_stats
 from gluon_bn.checkpoint import Checkpointer
-from gluon_bn.comparison import check_layer, copy_state
+from gluon_bn.comparison import check_layer
+from gluon_bn.drift import copy_state
 from gluon_bn.runtime import compile_net
+from tolerances import rounding_tolerance
 from wrong_layers import StaleGradientFastBatchNorm, wrong_layer
 
 FAST = lambda c, num_dims: FastBatchNorm(c, num_dims)  # noqa: E731
@@ -35,6 +37,7 @@ def test_harness_still_tells_a_wrong_layer_apart():
 def test_fast_matches_the_chapters_layer_step_by_step(n, c, hw, conv, loc, scale):
     shape = (n, c, hw, hw) if conv else (n, c)
     rng = np.random.default_rng(n * 100 + c * 10 + hw)
+    tol = rounding_tolerance(loc, scale)
     fast, slow = FastBatchNorm(c, len(shape)), BatchNorm(c, len(shape))
     for layer in (fast, slow):
         layer.initialize()
@@ -50,9 +53,9 @@ def test_fast_matches_the_chapters_layer_step_by_step(n, c, hw, conv, loc, scale
             Y.backward(dy)
             grads.append((Y.asnumpy(), X.grad.asnumpy(), layer.gamma.grad().asnumpy()))
         for a, b in zip(*grads):
-            np.testing.assert_allclose(a, b, rtol=1e-3, atol=2e-3 * max(1.0, np.abs(b).max()))
+            np.testing.assert_allclose(a, b, rtol=1e-3, atol=tol * max(1.0, np.abs(b).max()))
     np.testing.assert_allclose(fast.moving_var.asnumpy(), slow.moving_var.asnumpy(), rtol=1e-4, atol=1e-6 * scale ** 2)
-    np.testing.assert_allclose(fast(x).asnumpy(), slow(x).asnumpy(), rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(fast(x).asnumpy(), slow(x).asnumpy(), rtol=1e-3, atol=tol)
 
 
 def test_fast_lenet_trains_hybridized_and_checkpoints(tmp_path):
@@ -148,7 +151,7 @@ def _one_step_gaps(fast_layer, batches):
     mx.random.seed(0)
     chapter = lenet("scratch")
     chapter.initialize(init=init.Xavier())
-    with mock.patch.object(models, "FastBatchNorm", fast_layer):
+    with mock.patch.dict(models.BN_LAYERS, fast=lambda c, num_dims: fast_layer(c, num_dims=num_dims)):
         fast = lenet("fast")
     fast.initialize()
     for net in (chapter, fast):

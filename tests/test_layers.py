@@ -1,12 +1,14 @@
-"""The chapter's batch_norm and BatchNorm against the float64 reference of the formulas."""
+"""The chapter's batch_norm and BatchNorm against the float64 reference of the formulas, and on bad input."""
 import mxnet as mx
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 from mxnet import autograd, nd
+from mxnet.gluon import nn
 
 from gluon_bn import BatchNorm, batch_norm
 from gluon_bn.reference import bn_backward, bn_forward
+from tolerances import rounding_tolerance
 
 SHAPES = [(8, 5), (6, 3, 4, 5)]
 
@@ -144,3 +146,106 @@ def test_block_moves_its_moving_stats_to_the_input_context():
     assert layer.moving_mean.context == ctx and layer.moving_var.context == ctx
     assert float(layer.moving_var.abs().sum().asscalar()) > 0
     assert layer(X).context == ctx  # prediction on the same context works too
+
+
+# -- bad input to the layers -------------------------------------------------------------------
+
+def _layers(c, num_dims, ctx=None):
+    scratch, gl = BatchNorm(c, num_dims), nn.BatchNorm(in_channels=c)
+    for layer in (scratch, gl):
+        layer.initialize(ctx=ctx)
+    return scratch, gl
+
+
+@pytest.mark.parametrize("shape,match", [((4, 5), r"got input of shape \(4, 5\): expected 2-D with 3"),
+                                         ((4, 3, 2, 2), r"expected 2-D with 3 features"),
+                                         ((4, 3, 2), r"shape \(4, 3, 2\): expected 2-D")])
+def test_block_names_a_shape_that_does_not_fit(shape, match):
+    scratch, _ = _layers(3, 2)
+    with pytest.raises(ValueError, match=match):
+        scratch(nd.ones(shape))
+
+
+@pytest.mark.parametrize("args", [(6, 3), (0, 2)])
+def test_block_refuses_impossible_construction(args):
+    with pytest.raises(ValueError, match="num_dims is 2 after a Dense layer"):
+        BatchNorm(*args)
+
+
+def test_empty_training_batch_is_refused_clearly():
+    scratch, _ = _layers(3, 2)
+    empty = nd.array(np.zeros((0, 3), np.float32))  # nd.zeros((0, 3)) reads 0 as "unknown"
+    with autograd.record(), pytest.raises(ValueError, match=r"empty batch \(shape \(0, 3\)\)"):
+        scratch(empty)
+    with pytest.raises(ValueError, match="empty batch"):  # prediction too: MXNet cannot compute on it
+        scratch(empty)
+
+
+@pytest.mark.parametrize("shape", [(1, 3), (1, 3, 1, 1)])
+def test_batch_of_one_gives_beta_like_gluon(shape):
+    scratch, gl = _layers(3, len(shape))
+    x = nd.random.normal(shape=shape)
+    with autograd.record():
+        ys, yg = scratch(x), gl(x)
+    np.testing.assert_allclose(ys.asnumpy(), 0.0, atol=1e-6)
+    np.testing.assert_allclose(ys.asnumpy(), yg.asnumpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_nan_and_inf_propagate_like_gluon(bad):
+    scratch, gl = _layers(3, 2)
+    x = nd.array([[bad, 1.0, 2.0], [1.0, 2.0, 3.0]])
+    with autograd.record():
+        ys, yg = scratch(x), gl(x)
+    np.testing.assert_array_equal(np.isnan(ys.asnumpy()), np.isnan(yg.asnumpy()))
+    assert np.isnan(ys.asnumpy()[:, 0]).all() and np.isfinite(ys.asnumpy()[:, 1:]).all()
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float64"])
+def test_other_dtypes_need_a_cast_and_then_work(dtype):
+    scratch, _ = _layers(3, 2)
+    x = np.random.default_rng(0).normal(2, 3, (16, 3))
+    with pytest.raises(TypeError, match=f"input is {dtype} but gamma is float32: cast the layer"):
+        scratch(nd.array(x, dtype=dtype))
+    scratch.cast(dtype)
+    with autograd.record():
+        y = scratch(nd.array(x, dtype=dtype))
+    assert y.dtype == np.dtype(dtype) and scratch.moving_var.dtype == np.dtype(dtype)
+    ref = bn_forward(x, np.ones(3), np.zeros(3), np.zeros(3), np.zeros(3))[0]
+    np.testing.assert_allclose(y.asnumpy(), ref, atol=1e-12 if dtype == "float64" else 1e-2)
+
+
+def test_input_on_another_context_is_named():
+    scratch, _ = _layers(3, 2, ctx=mx.cpu(0))
+    with pytest.raises(ValueError, match=r"input is on cpu\(1\) but this BatchNorm's parameters are on"):
+        scratch(nd.ones((4, 3), ctx=mx.cpu(1)))
+
+
+def test_net_on_two_contexts_uses_the_inputs_copy():
+    scratch = BatchNorm(3, 2)
+    scratch.initialize(ctx=[mx.cpu(0), mx.cpu(1)])
+    with autograd.record():
+        y = scratch(nd.random.normal(shape=(4, 3), ctx=mx.cpu(1)))
+    assert y.context == mx.cpu(1)
+
+
+@settings(max_examples=20, deadline=None)
+@given(n=st.integers(2, 8), c=st.integers(1, 5), hw=st.integers(1, 3), conv=st.booleans(),
+       loc=st.floats(-50, 50), scale=st.floats(0.01, 50), steps=st.integers(1, 3))
+def test_block_and_gluon_follow_the_reference_over_steps(n, c, hw, conv, loc, scale, steps):
+    shape = (n, c, hw, hw) if conv else (n, c)
+    rng = np.random.default_rng(n * 1000 + c * 100 + hw)
+    tol = rounding_tolerance(loc, scale)
+    scratch, gl = _layers(c, len(shape))
+    mm_s, mv_s, mm_g, mv_g = np.zeros(c), np.zeros(c), np.zeros(c), np.ones(c)
+    for _ in range(steps):
+        x = rng.normal(loc, scale, shape).astype(np.float32)
+        with autograd.record():
+            ys, yg = scratch(nd.array(x)), gl(nd.array(x))
+        yg.backward()
+        ref_s, mm_s, mv_s = bn_forward(x, np.ones(c), np.zeros(c), mm_s, mv_s)
+        ref_g, mm_g, mv_g = bn_forward(x, np.ones(c), np.zeros(c), mm_g, mv_g)
+        np.testing.assert_allclose(ys.asnumpy(), ref_s, rtol=1e-3, atol=tol)
+        np.testing.assert_allclose(yg.asnumpy(), ref_g, rtol=1e-3, atol=tol)
+    np.testing.assert_allclose(scratch.moving_var.asnumpy().ravel(), mv_s, rtol=1e-3, atol=1e-4 * scale ** 2)
+    np.testing.assert_allclose(gl.running_var.data().asnumpy(), mv_g, rtol=1e-3, atol=1e-4 * scale ** 2)

@@ -32,3 +32,14 @@ def test_python_and_core_pins_are_the_ones_that_work_together():
     assert pins["mxnet"] == "1.9.1" and pins["numpy"] == "1.23.5" and pins["d2l"] == "1.0.3"
     assert project["requires-python"] == ">=3.11,<3.12"
     assert project["scripts"]["gluon-bn"] == "gluon_bn.cli:main"
+
+
+def test_every_path_the_readme_names_exists():
+    text = (ROOT / "README.md").read_text()
+    named = set(re.findall(r"`((?:gluon_bn|notebooks|benchmarks|tests|scripts|\.ci)/[^` ]*)`", text))
+    named |= set(re.findall(r"\]\(((?:gluon_bn|notebooks|benchmarks|tests|scripts)/[^)]*)\)", text))
+    # table rows that name siblings: | `gluon_bn/record.py`, `files.py` |
+    siblings = re.findall(r"^\| `(gluon_bn/(?:commands/)?)[a-z_]+\.py`((?:, `[a-z_]+\.py`)+) \|", text, re.M)
+    named |= {folder + name for folder, rest in siblings for name in re.findall(r"`([a-z_]+\.py)`", rest)}
+    assert len(named) > 20
+    assert sorted(p for p in named if not (ROOT / p).exists()) == []

@@ -1,11 +1,16 @@
-"""train_ch5 and evaluate_accuracy on a real Fashion-MNIST subset."""
+"""train_ch5 and evaluate_accuracy on a real Fashion-MNIST subset; a divergence leaves no trace."""
 import re
 
 import mxnet as mx
 import numpy as np
-from mxnet import gluon, init
+import pytest
+from mxnet import gluon, init, nd
 
 from gluon_bn import evaluate_accuracy, lenet, load_data_fashion_mnist, train_ch5, try_gpu
+from gluon_bn.bnstate import bn_layers, get_stats
+from gluon_bn.errors import Diverged
+from gluon_bn.runtime import compile_net
+from poisoned import Poisoned
 
 LINE = re.compile(r"^epoch (\d+), loss \d+\.\d{4}, train acc \d\.\d{3}, test acc \d\.\d{3}, time \d+\.\d sec$")
 
@@ -40,3 +45,41 @@ def test_evaluate_accuracy_counts_correct_predictions(real_data_dir):
 
 def test_try_gpu_falls_back_to_cpu_here():
     assert try_gpu() == (mx.gpu(0) if mx.context.num_gpus() else mx.cpu())
+
+
+def _whole_state(net, trainer, folder):
+    """Every parameter (Gluon's running statistics too), every BN layer's moving statistics, the
+    optimizer's state arrays (as ``Trainer.save_states`` writes them) and its update count."""
+    nd.waitall()
+    trainer.save_states(str(folder / "optimizer.states"))
+    return {"params": {name: [d.asnumpy() for d in p.list_data()] for name, p in net.collect_params().items()},
+            "stats": [get_stats(layer) for layer in bn_layers(net)],
+            "optimizer": ((folder / "optimizer.states").read_bytes(), trainer.optimizer.num_update)}
+
+
+def _assert_same_state(got, want):
+    assert got["params"].keys() == want["params"].keys()
+    for name in want["params"]:
+        for a, b in zip(got["params"][name], want["params"][name]):
+            np.testing.assert_array_equal(a, b, err_msg=name)
+    for (mean_a, var_a), (mean_b, var_b) in zip(got["stats"], want["stats"]):
+        np.testing.assert_array_equal(mean_a, mean_b)
+        np.testing.assert_array_equal(var_a, var_b)
+    assert got["optimizer"] == want["optimizer"]
+
+
+@pytest.mark.parametrize("norm", ["scratch", "fast", "gluon"])
+def test_divergence_leaves_no_trace_in_the_model(norm, tmp_path, real_data_dir):
+    """Weights, moving statistics and optimizer state after ``Diverged`` are those before the bad batch."""
+    mx.random.seed(0)
+    net = compile_net(lenet(norm))
+    net.initialize(init=init.Xavier())
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.5, "momentum": 0.9})
+    train_iter, test_iter = load_data_fashion_mnist(256, num_train=1024, num_test=256, seed=0)
+    before = {}
+    poisoned = Poisoned(train_iter, before=lambda: before.update(_whole_state(net, trainer, tmp_path)))
+    with pytest.raises(Diverged) as err:
+        train_ch5(net, poisoned, test_iter, 256, trainer, mx.cpu(), 3, log=lambda s: None)
+    assert (err.value.epoch, err.value.batch) == (2, 3)
+    _assert_same_state(_whole_state(net, trainer, tmp_path), before)
+    assert all(np.isfinite(s).all() for pair in before["stats"] for s in pair)

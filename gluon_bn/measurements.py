@@ -1,4 +1,4 @@
-"""Measurements behind ``gluon-bn bench``: layer timings, epoch times, memory, profiles.
+"""How fast and how lean the layers and LeNets train: layer timings, epoch times, memory, profiles.
 
 Every ratio is taken against a baseline measured in the same run, on the same machine.
 Layer timings interleave the layers round by round, so a slow spell of a noisy machine
@@ -10,13 +10,14 @@ import json
 import resource
 import time
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping
+from typing import Callable, Iterable, Mapping
 
 import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon, nd, profiler
 
-from .training import train_ch5
+from .errors import TrainingInterrupted
+from .training import Callback, train_ch5
 
 __all__ = ["LENET_BN_SHAPES", "d2l_loaders", "memory_over_steps", "profile_steps", "resident_mb",
            "time_bn_layers", "time_epoch"]
@@ -70,26 +71,17 @@ def time_bn_layers(factories: Mapping[str, Callable[[int, int], gluon.Block]],
 
 
 def _one_epoch(net: gluon.Block, train_iter: Iterable, test_iter: Iterable, batch_size: int, lr: float,
-               ctx: mx.Context):
-    """One silent epoch of the chapter's loop with the chapter's optimizer: every measurement runs this."""
+               ctx: mx.Context, callbacks=(), epochs: int = 1):
+    """Silent epochs of the chapter's loop with the chapter's optimizer: every measurement runs this."""
     trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': lr})
-    return train_ch5(net, train_iter, test_iter, batch_size, trainer, ctx, 1, log=lambda _: None)[0]
-
-
-class _Batches:
-    """An iterable the training loop can take, like a DataLoader, over ``make()``'s fresh generator."""
-
-    def __init__(self, make: Callable[[], Iterator]):
-        self.make = make
-
-    def __iter__(self) -> Iterator:
-        return self.make()
+    return train_ch5(net, train_iter, test_iter, batch_size, trainer, ctx, epochs, log=lambda _: None,
+                     callbacks=callbacks)
 
 
 def time_epoch(net: gluon.Block, train_iter: Iterable, test_iter: Iterable, batch_size: int, lr: float,
                ctx: mx.Context, num_train: int) -> dict:
     """One epoch of the chapter's loop (training, then test accuracy), timed as the chapter times it."""
-    epoch = _one_epoch(net, train_iter, test_iter, batch_size, lr, ctx)
+    epoch, = _one_epoch(net, train_iter, test_iter, batch_size, lr, ctx)
     return {"epoch_s": epoch.time, "examples_per_s": num_train / epoch.time, "loss": epoch.loss,
             "train_acc": epoch.train_acc, "test_acc": epoch.test_acc}
 
@@ -123,51 +115,60 @@ def resident_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _cycle(loader: Iterable, steps: int, every: int, samples: list) -> Iterator:
-    """``steps`` batches from ``loader`` (again and again), sampling memory every ``every`` steps."""
-    step = 0
-    while True:
-        for batch in loader:
-            if step % every == 0:
-                nd.waitall()
-                samples.append((step, resident_mb()))
-            if step == steps:
-                return
-            step += 1
-            yield batch
+class _MemorySampler(Callback):
+    """Samples resident memory every ``every`` training steps and stops training after ``steps``."""
+
+    def __init__(self, steps: int, every: int):
+        self.steps, self.every, self.step = steps, every, 0
+        self.samples = [(0, resident_mb())]
+
+    def on_batch_end(self, epoch: int, batch: int) -> bool:
+        self.step += 1
+        if self.step % self.every == 0:
+            nd.waitall()
+            self.samples.append((self.step, resident_mb()))
+        return self.step >= self.steps
 
 
 def memory_over_steps(net: gluon.Block, train_iter: Iterable, test_iter: Iterable, batch_size: int,
                       lr: float, ctx: mx.Context, steps: int, every: int = 50) -> list[tuple[int, float]]:
     """Resident memory (MB) every ``every`` training steps of the chapter's loop, ``steps`` in all."""
-    samples: list[tuple[int, float]] = []
-    _one_epoch(net, _Batches(lambda: _cycle(train_iter, steps, every, samples)), test_iter, batch_size, lr, ctx)
-    return samples
+    sampler = _MemorySampler(steps, every)
+    try:
+        _one_epoch(net, train_iter, test_iter, batch_size, lr, ctx, [sampler], epochs=-(-steps // len(train_iter)))
+    except TrainingInterrupted:  # the sampler's stop after ``steps``
+        pass
+    return sampler.samples
 
 
-def _profiled(loader: Iterable, path: Path, counted: list) -> Iterator:
-    """The batches of ``loader``, MXNet's profiler running from the second step to the last."""
-    for step, batch in enumerate(loader):
-        if step == 1:  # the first step builds graphs and allocates: left out
-            nd.waitall()
+class _Profiler(Callback):
+    """MXNet's profiler from the end of the first step (which builds graphs and allocates) to the last."""
+
+    def __init__(self, path: Path, last_batch: int):
+        self.path, self.last_batch, self.steps = path, last_batch, 0
+
+    def on_batch_end(self, epoch: int, batch: int) -> bool:
+        nd.waitall()
+        if batch == 1:
             profiler.set_config(profile_imperative=True, profile_symbolic=True, aggregate_stats=True,
-                                filename=str(path))
+                                filename=str(self.path))
             profiler.set_state('run')
-        counted.append(step)
-        yield batch
-    nd.waitall()
-    profiler.set_state('stop')
+        elif batch <= self.last_batch:
+            self.steps += 1
+        if batch == self.last_batch:
+            profiler.set_state('stop')
+        return False
 
 
 def profile_steps(net: gluon.Block, train_iter: Iterable, test_iter: Iterable, batch_size: int, lr: float,
                   ctx: mx.Context, path: Path, top: int = 8) -> list[dict]:
     """MXNet's profiler over the chapter's training loop: the operators that take the most time per step."""
-    counted: list[int] = []
-    _one_epoch(net, _Batches(lambda: _profiled(train_iter, path, counted)), test_iter, batch_size, lr, ctx)
+    profiled = _Profiler(path, len(train_iter))
+    _one_epoch(net, train_iter, test_iter, batch_size, lr, ctx, [profiled])
     table = profiler.dumps(reset=True, format="json")
     profiler.dump(finished=False)  # the trace goes to ``path``, which stays the target at exit
     operators = json.loads(table).get("Time", {}).get("operator", {})
-    steps = max(1, len(counted) - 1)
+    steps = max(1, profiled.steps)
     rows = [{"operator": name, "ms_per_step": stats["Total"] / steps, "calls_per_step": stats["Count"] / steps}
             for name, stats in operators.items() if name != "DeleteVariable"]
     rows.sort(key=lambda r: -r["ms_per_step"])

@@ -1,38 +1,35 @@
 """``gluon-bn bench``: how fast each BN layer and each LeNet trains here, against its alternatives.
 
-Config in; tables, a markdown report and a record out. Every ratio is against a baseline
+Config in; tables, a markdown report (``bench.md``) and a record (``bench.json``) out. Every ratio is against a baseline
 measured in the same run: the fused ``nn.BatchNorm`` for layers; d2l's data pipeline with
 the chapter's code, and PyTorch's CPU LeNet when it is installed, for epochs.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, ClassVar, Mapping, Sequence
 
 import mxnet as mx
 
-from . import report, torch_lenet
-from .bench import (d2l_loaders, memory_over_steps, profile_steps, time_bn_layers, time_epoch)
-from .comparison import LAYERS
-from .data import load_data_fashion_mnist, read_fashion_mnist
-from .errors import Diverged, UsageError
-from .experiments import RunConfig, build_model, prepare, seed_everything
-from .fast import FastBatchNorm
-from .files import atomic_write_text
-from .models import LABELS, NORMS
-from .record import save_record
-from .runtime import compile_net, default_threads, logical_cpus, set_threads
+from .. import torch_lenet
+from ..data import read_fashion_mnist
+from ..errors import Diverged, UsageError
+from ..files import atomic_write_text
+from ..measurements import d2l_loaders, memory_over_steps, profile_steps, time_bn_layers, time_epoch
+from ..models import BN_LAYERS, LABELS, NORMS
+from ..record import save_record
+from ..runtime import compile_net, default_threads, logical_cpus, set_threads
+from ..tables import markdown_table, speed_table
+from .shared import RunConfig, prepare, seeded_lenet
 
-__all__ = ["BenchConfig", "SECTIONS", "bench"]
+__all__ = ["BenchConfig", "SECTIONS", "run"]
 
 SECTIONS = ("layers", "epochs", "memory", "profile")
 #: How each model is run for an epoch: as the chapter's code does, through d2l's pipeline, as gluon-bn does.
 CHAPTER_SETUP = "chapter's code"
 D2L_SETUP = "chapter's code, d2l pipeline"
 OURS_SETUP = "gluon-bn"
-QUICK_BENCH = {"num_train": 1024, "num_test": 512, "repeats": 3, "memory_steps": 20, "profile_steps": 3}
-FAST_LAYERS = {**LAYERS, "fast": lambda c, num_dims: FastBatchNorm(c, num_dims)}
 #: Memory that grows by less than this over the run counts as flat (allocator noise).
 FLAT_MB = 20.0
 
@@ -47,14 +44,13 @@ class BenchConfig(RunConfig):
     repeats: int = 30
     memory_steps: int = 1000
     profile_steps: int = 20
-    quick: bool = False
     out: str = "results/bench"
+
+    QUICK: ClassVar[dict] = {"num_train": 1024, "num_test": 512, "repeats": 3, "memory_steps": 20, "profile_steps": 3}
+    POSITIVE: ClassVar[tuple[str, ...]] = (*RunConfig.POSITIVE, "repeats", "memory_steps", "profile_steps")
 
     def validate(self) -> "BenchConfig":
         super().validate()
-        for name in ("repeats", "memory_steps", "profile_steps"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
-                raise UsageError(f"{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)!r}")
         unknown = [s for s in self.sections if s not in SECTIONS]
         if unknown or not self.sections:
             raise UsageError(f"unknown section(s) {', '.join(unknown) or '(none given)'}: choose from {', '.join(SECTIONS)}")
@@ -72,13 +68,8 @@ def _epoch_rows(config: BenchConfig, ctx: mx.Context, log: Callable[[str], None]
     def run(norm: str, setup: str, threads: int | None = None) -> None:
         ours = setup.startswith(OURS_SETUP)
         threads = set_threads(threads or (config.threads if ours else None))
-        if setup == D2L_SETUP:
-            train_iter, test_iter = d2l_loaders(*arrays, config.batch_size)
-        else:
-            train_iter, test_iter = load_data_fashion_mnist(config.batch_size, root=config.data_dir, seed=config.seed,
-                                                            num_train=config.num_train, num_test=config.num_test)
-        seed_everything(config.seed)
-        net = build_model(norm, ctx)
+        train_iter, test_iter = d2l_loaders(*arrays, config.batch_size) if setup == D2L_SETUP else config.loaders()
+        net = seeded_lenet(norm, ctx, config.seed)
         if ours:
             compile_net(net)
         try:
@@ -117,10 +108,8 @@ def _memory_rows(config: BenchConfig, ctx: mx.Context, log: Callable[[str], None
     rows = []
     every = max(1, min(50, config.memory_steps // 10))
     for norm in config.models:
-        train_iter, test_iter = load_data_fashion_mnist(config.batch_size, root=config.data_dir, seed=config.seed,
-                                                        num_train=config.num_train, num_test=config.batch_size)
-        seed_everything(config.seed)
-        net = compile_net(build_model(norm, ctx))
+        train_iter, test_iter = config.loaders(num_test=config.batch_size)
+        net = compile_net(seeded_lenet(norm, ctx, config.seed))
         samples = memory_over_steps(net, train_iter, test_iter, config.batch_size, config.lr, ctx,
                                     config.memory_steps, every)
         # The first quarter of the run fills MXNet's memory pools; growth is measured after it.
@@ -136,13 +125,11 @@ def _memory_rows(config: BenchConfig, ctx: mx.Context, log: Callable[[str], None
 
 def _profiles(config: BenchConfig, ctx: mx.Context, out) -> dict:
     """Top operators of a training step for the Gluon and the fast LeNet."""
-    train_iter, test_iter = load_data_fashion_mnist(
-        config.batch_size, root=config.data_dir, seed=config.seed,
-        num_train=config.batch_size * (config.profile_steps + 1), num_test=config.batch_size)
+    train_iter, test_iter = config.loaders(num_train=config.batch_size * (config.profile_steps + 1),
+                                           num_test=config.batch_size)
     profiles = {}
     for norm in ("gluon", "fast"):
-        seed_everything(config.seed)
-        net = compile_net(build_model(norm, ctx))
+        net = compile_net(seeded_lenet(norm, ctx, config.seed))
         profiles[norm] = profile_steps(net, train_iter, test_iter, config.batch_size, config.lr, ctx,
                                        out / f"profile-{norm}.json")
     return profiles
@@ -169,20 +156,49 @@ def _targets(results: dict) -> list[str]:
     return lines
 
 
-def bench(config: BenchConfig, log: Callable[[str], None] = print) -> dict:
+def epochs_table(rows: Sequence[Mapping]) -> str:
+    """Epoch times of each model and set-up from this command."""
+    return markdown_table(
+        ["model", "set-up", "epoch s", "examples/s", "vs d2l pipeline", "vs PyTorch", "train loss", "train acc",
+         "test acc"],
+        [[LABELS.get(r["model"], r["model"]), r["setup"], f"{r['epoch_s']:.1f}", f"{r['examples_per_s']:,.0f}",
+          _ratio(r.get("vs_d2l")), _ratio(r.get("vs_torch")), f"{r['loss']:.4f}", f"{r['train_acc']:.3f}",
+          f"{r['test_acc']:.3f}"] for r in rows])
+
+
+def _ratio(value) -> str:
+    return "" if value is None else f"{value:.2f}"
+
+
+def memory_table(rows: Sequence[Mapping]) -> str:
+    """Resident memory over many training steps, per model."""
+    return markdown_table(
+        ["model", "steps", "MB at step " + str(rows[0]["from_step"]) if rows else "MB", "MB at the end",
+         "MB at the peak", "growth MB", "flat"],
+        [[LABELS.get(r["model"], r["model"]), r["steps"], f"{r['start_mb']:.0f}", f"{r['end_mb']:.0f}",
+          f"{r['peak_mb']:.0f}", f"{r['growth_mb']:+.1f}", "yes" if r["flat"] else "NO"] for r in rows])
+
+
+def profile_table(model: str, rows: Sequence[Mapping]) -> str:
+    """The operators that take the most time in one training step of ``model``."""
+    return markdown_table(
+        ["operator (" + LABELS.get(model, model) + ")", "ms per step", "calls per step"],
+        [[r["operator"][:70], f"{r['ms_per_step']:.2f}", f"{r['calls_per_step']:.0f}"] for r in rows])
+
+
+def run(config: BenchConfig, log: Callable[[str], None] = print) -> dict:
     """Run the requested sections; print tables; write bench.json and bench.md into ``config.out``."""
-    if config.quick:
-        config = replace(config, **QUICK_BENCH)
+    config = config.resolved()
     ctx, out, extra = prepare(config, log)
     started = time.perf_counter()
     results: dict = {}
     sections = []
     if "layers" in config.sections:
         log("\n== BN layers ==")
-        results["layers"] = time_bn_layers(FAST_LAYERS, ctx=ctx, repeats=config.repeats)
+        results["layers"] = time_bn_layers(BN_LAYERS, ctx=ctx, repeats=config.repeats)
         sections += ["## BN layers", f"Median of {config.repeats} interleaved rounds, training mode, at LeNet's BN "
                      "shapes; ratios to nn.BatchNorm (the fused operator) in this run.",
-                     report.speed_table(results["layers"])]
+                     speed_table(results["layers"])]
     if "epochs" in config.sections:
         log("\n== one epoch of each LeNet ==")
         results["epochs"] = _epoch_rows(config, ctx, log)
@@ -192,19 +208,19 @@ def bench(config: BenchConfig, log: Callable[[str], None] = print) -> dict:
                      f"threads (one per logical CPU), in-memory batches; '{D2L_SETUP}': the same through d2l's "
                      f"DataLoader pipeline; '{OURS_SETUP}': Gluon layers compiled (MXNet's default threads unless "
                      "the row says otherwise).",
-                     report.epochs_table(results["epochs"])]
+                     epochs_table(results["epochs"])]
     if "memory" in config.sections:
         log(f"\n== memory over {config.memory_steps} training steps ==")
         results["memory"] = _memory_rows(config, ctx, log)
         sections += ["## Memory", f"Resident memory of this process while each LeNet trains {config.memory_steps} "
                      f"steps as gluon-bn trains it; 'flat' means it grew by less than {FLAT_MB:g} MB after the "
-                     "first steps.", report.memory_table(results["memory"])]
+                     "first steps.", memory_table(results["memory"])]
     if "profile" in config.sections:
         log("\n== profile ==")
         results["profile"] = _profiles(config, ctx, out)
         sections += ["## Where a training step's time goes", f"MXNet's profiler over {config.profile_steps} steps "
                      "(operators; a compiled graph shows as one fused entry)."]
-        sections += [report.profile_table(norm, rows) for norm, rows in results["profile"].items()]
+        sections += [profile_table(norm, rows) for norm, rows in results["profile"].items()]
     targets = _targets(results)
     text = "\n\n".join([f"# gluon-bn bench on {ctx}", f"{extra['environment']['platform']}, "
                         f"{logical_cpus()} logical CPUs, "

@@ -1,0 +1,104 @@
+"""``gluon-bn reproduce``: the chapter's BN LeNets with its settings, next to its published numbers.
+
+Config in; the chapter's log lines, the first BN layer's gamma and beta, a table beside the
+book's numbers, a record (``reproduce.json``) and the training curves (``reproduce.png``) out.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import Diverged, Interrupted, UsageError
+from ..models import LABELS, NORMS
+from ..plots import plot_histories
+from ..record import save_record
+from ..training import history_rows
+from .shared import ModelRun, TrainConfig, prepare, train_model
+
+__all__ = ["CHAPTER", "CHAPTER_EPOCH", "ReproduceConfig", "chapter_table", "run"]
+
+#: The chapter's published run (GPU, lr 1.0, batch 256), epoch 5.
+CHAPTER = {
+    "scratch": {"loss": 0.3051, "train_acc": 0.890, "test_acc": 0.870},
+    "gluon": {"loss": 0.3071, "train_acc": 0.889, "test_acc": 0.881},
+}
+CHAPTER_EPOCH = 5
+
+
+@dataclass
+class ReproduceConfig(TrainConfig):
+    """The chapter's two BN LeNets (or the ones named) with its settings."""
+
+    models: tuple[str, ...] = ("scratch", "gluon")
+    resume: bool = False
+
+    def validate(self) -> "ReproduceConfig":
+        if not self.models:
+            raise UsageError("no model to train: name at least one of " + ", ".join(NORMS))
+        for norm in self.models:
+            if norm not in NORMS:
+                raise UsageError(f"unknown model {norm!r}: choose from {', '.join(NORMS)}")
+        super().validate()
+        return self
+
+
+def chapter_table(histories: Mapping[str, Sequence], published: Mapping[str, Mapping[str, float]] = CHAPTER,
+                  published_epoch: int = CHAPTER_EPOCH) -> str:
+    """A table of each model's epoch-``published_epoch`` numbers (or its last) beside the chapter's."""
+    header = (f"{'model':<14}{'epoch':>6}{'loss':>9}{'train acc':>11}{'test acc':>10}   |"
+              f"{'chapter loss':>14}{'train acc':>11}{'test acc':>10}   |{'Δ loss':>9}{'Δ train':>9}")
+    lines = [header, "-" * len(header)]
+    for name, history in histories.items():
+        rows = history_rows(history)
+        ours = next((r for r in rows if r["epoch"] == published_epoch), rows[-1])
+        line = (f"{LABELS.get(name, name):<14}{ours['epoch']:>6}{ours['loss']:>9.4f}"
+                f"{ours['train_acc']:>11.3f}{ours['test_acc']:>10.3f}   |")
+        ref = published.get(name)
+        if ref:
+            line += (f"{ref['loss']:>14.4f}{ref['train_acc']:>11.3f}{ref['test_acc']:>10.3f}   |"
+                     f"{ours['loss'] - ref['loss']:>+9.4f}{ours['train_acc'] - ref['train_acc']:>+9.3f}")
+        lines.append(line)
+    lines.append(f"chapter: its published GPU run, epoch {published_epoch}, lr 1.0, batch 256. "
+                 "Test accuracy at lr 1.0 swings by several points between epochs and runs; "
+                 "compare the training numbers.")
+    return "\n".join(lines)
+
+
+def run(config: ReproduceConfig, log: Callable[[str], None] = print) -> dict:
+    """Train each configured model, print the chapter's lines, write record and plot."""
+    config = config.resolved()
+    ctx, out, extra = prepare(config, log)
+    extra["chapter"] = {"epoch": CHAPTER_EPOCH, "results": CHAPTER}
+    started = time.perf_counter()
+    runs: dict[str, ModelRun] = {}
+    record_path, plot_path = out / "reproduce.json", out / "reproduce.png"
+
+    def write_record(**status) -> None:
+        save_record(record_path, "reproduce", config.to_dict(), {name: r.to_dict() for name, r in runs.items()},
+                    **extra, complete=len(runs) == len(config.models), **status,
+                    wall_time=time.perf_counter() - started)
+
+    for norm in config.models:
+        log(f"\n== {LABELS[norm]} LeNet ==")
+        try:
+            trained = runs[norm] = train_model(norm, config, ctx, log, checkpoints=out / "checkpoints" / norm,
+                                               resume=config.resume)
+        except Diverged as exc:
+            write_record(diverged={"model": norm, "epoch": exc.epoch, "batch": exc.batch, "loss": str(exc.loss)})
+            raise
+        except Interrupted:
+            write_record(interrupted=norm)
+            raise
+        if trained.gamma:
+            log(f"first BN layer (net[1]) gamma: {np.array2string(np.array(trained.gamma), precision=4)}")
+            log(f"first BN layer (net[1]) beta:  {np.array2string(np.array(trained.beta), precision=4)}")
+        write_record()
+    histories = {name: r.history for name, r in runs.items()}
+    plot_histories(histories, plot_path, reference=CHAPTER, reference_epoch=CHAPTER_EPOCH,
+                   title=f"LeNet on Fashion-MNIST, lr {config.lr}, batch {config.batch_size}, {ctx}")
+    log("\n" + chapter_table(histories))
+    log(f"\nwrote {record_path} and {plot_path}")
+    return {"record": record_path, "plot": plot_path, "runs": runs}

@@ -1,0 +1,34 @@
+"""``gluon-bn bench --quick`` end to end on a real subset: its record, report, targets and profiles."""
+import json
+
+import pytest
+
+
+def test_bench_cli_quick_writes_record_report_and_targets(real_data_dir, tmp_path, gluon_bn_cli):
+    out = tmp_path / "out"
+    result = gluon_bn_cli("bench", "--quick", "--models", "gluon", "fast", "--ctx", "cpu", "--out", str(out),
+                          cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    record = json.loads((out / "bench.json").read_text())
+    assert record["command"] == "bench" and set(record["results"]) == {"layers", "epochs", "memory", "profile"}
+    setups = {(r["model"], r["setup"]) for r in record["results"]["epochs"]}
+    for model in ("gluon", "fast"):
+        assert {(model, "chapter's code, d2l pipeline"), (model, "chapter's code"), (model, "gluon-bn")} <= setups
+    epochs = record["results"]["epochs"]
+    d2l_s = {r["model"]: r["epoch_s"] for r in epochs if r["setup"] == "chapter's code, d2l pipeline"}
+    torch_s = next((r["epoch_s"] for r in epochs if r["model"] == "pytorch"), None)
+    for row in epochs:
+        assert row["vs_d2l"] == (pytest.approx(row["epoch_s"] / d2l_s[row["model"]]) if row["model"] in d2l_s else None)
+        assert row["vs_torch"] == (pytest.approx(row["epoch_s"] / torch_s) if torch_s else None)
+    assert {r["layer"] for r in record["results"]["layers"]} == {"scratch", "gluon", "fast"}
+    assert len(record["results"]["memory"]) == 2 and set(record["results"]["profile"]) == {"gluon", "fast"}
+    text = (out / "bench.md").read_text()
+    fast = [r for r in record["results"]["layers"] if r["layer"] == "fast"]
+    worst = max(fast, key=lambda r: r["forward_backward_ratio"])
+    met = sum(r["forward_backward_ratio"] <= 1.2 for r in fast)
+    assert (f"- FastBatchNorm forward+backward at most 1.2x nn.BatchNorm: met at {met} of 4 shapes (worst "
+            f"{worst['forward_backward_ratio']:.2f}x at {tuple(worst['shape'])})") in text.split("## Targets")[1]
+    for row in record["results"]["memory"]:
+        assert f"memory flat over 20 steps: {row['growth_mb']:+.1f} MB, {'met' if row['flat'] else 'NOT met'}" in text
+    assert (out / "profile-gluon.json").exists() and (out / "profile-fast.json").exists()
+    assert not (out.parent / "profile.json").exists()  # MXNet's default trace file, in the working folder
