@@ -7,7 +7,11 @@ each ``gluon-bn`` command is one module of :mod:`gluon_bn.commands`.
 """
 from importlib import metadata as _metadata
 
-from .data import load_data_fashion_mnist
+from . import threads as _threads
+
+_threads.configure()  # before anything below imports MXNet, which fixes its CPU threads when it loads
+
+from .data import load_data_fashion_mnist  # noqa: E402
 from .errors import DataError, GluonBNError, UsageError
 from .fast import FastBatchNorm
 from .layers import BatchNorm, batch_norm

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import matplotlib
 
 matplotlib.use("Agg")  # the CLI only writes PNG files
 
-from . import __version__  # noqa: E402
+from . import __version__, threads  # noqa: E402
 from .commands import COMMANDS  # noqa: E402
 from .commands.bench import SECTIONS, BenchConfig  # noqa: E402
 from .commands.compare import CompareConfig  # noqa: E402
@@ -62,7 +63,7 @@ def _run_arguments(parser: argparse.ArgumentParser, defaults, quick: str) -> Non
         parser.add_argument("--no-hybridize", dest="hybridize", action="store_false",
                             help="run every layer imperatively, as the chapter's code does (slower, same numbers)")
     parser.add_argument("--threads", type=_positive(int), default=None,
-                        help="MXNet CPU threads (default: MXNet's, one per logical CPU)")
+                        help="MXNet's CPU operator threads (default: $OMP_NUM_THREADS, else one per logical CPU)")
     parser.add_argument("--quick", action="store_true", help=f"{quick}: seconds, for a first look (also GLUON_BN_QUICK=1)")
 
 
@@ -132,7 +133,10 @@ def _bench_parser(sub) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     b.add_argument("--models", nargs="+", choices=NORMS, default=list(defaults.models), help="LeNets to time")
     b.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(defaults.sections))
-    b.add_argument("--repeats", type=_positive(int), default=defaults.repeats, help="timed rounds per layer and shape")
+    b.add_argument("--repeats", type=_positive(int), default=defaults.repeats,
+                   help="timed rounds per layer and shape (at least 3)")
+    b.add_argument("--rounds", type=_positive(int), default=defaults.rounds,
+                   help="interleaved rounds of each epoch set-up, each in a fresh process (at least 3)")
     b.add_argument("--memory-steps", type=_positive(int), default=defaults.memory_steps,
                    help="training steps per model in the memory section")
     b.add_argument("--profile-steps", type=_positive(int), default=defaults.profile_steps)
@@ -150,9 +154,19 @@ def _listing() -> str:
     return "\n".join(f"{name:15s} {exercise.question}" for name, exercise in EXERCISES.items())
 
 
+def _restart_with_threads(count: int) -> None:
+    """Run this command again with ``OMP_NUM_THREADS=count``: MXNet fixes its threads when it loads."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "gluon_bn", *sys.argv[1:]],
+              {**os.environ, threads.ENV: str(count)})
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors become one line on stderr and a non-zero status."""
     args = build_parser().parse_args(argv)
+    if argv is None and getattr(args, "threads", None) and os.environ.get(threads.ENV) != str(args.threads):
+        _restart_with_threads(args.threads)
     if args.command == "exercise" and (args.list or args.name is None):
         if args.list:
             print(_listing())

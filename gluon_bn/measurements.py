@@ -7,7 +7,10 @@ falls on all of them alike.
 from __future__ import annotations
 
 import json
+import os
 import resource
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
@@ -16,11 +19,11 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon, nd, profiler
 
-from .errors import TrainingInterrupted
+from .errors import Diverged, TrainingInterrupted
 from .training import Callback, train_ch5
 
-__all__ = ["LENET_BN_SHAPES", "d2l_loaders", "memory_over_steps", "profile_steps", "resident_mb",
-           "time_bn_layers", "time_epoch"]
+__all__ = ["LENET_BN_SHAPES", "d2l_loaders", "epoch_in_child", "epoch_in_this_process", "memory_over_steps",
+           "profile_steps", "resident_mb", "spread", "time_bn_layers", "time_epoch"]
 
 #: The input shapes of LeNet's four BN layers at the chapter's batch size.
 LENET_BN_SHAPES = ((256, 6, 24, 24), (256, 16, 8, 8), (256, 120), (256, 84))
@@ -60,14 +63,21 @@ def time_bn_layers(factories: Mapping[str, Callable[[int, int], gluon.Block]],
         for name, samples in times.items():
             forward, backward = (np.array(t) * 1e3 for t in zip(*samples))
             per_shape.append({"layer": name, "shape": list(shape), "forward_ms": float(np.median(forward)),
-                              "backward_ms": float(np.median(backward)),
-                              "forward_backward_ms": float(np.median(forward + backward))})
+                              "backward_ms": float(np.median(backward)), **spread(forward + backward, "forward_backward")})
         base = next((r for r in per_shape if r["layer"] == baseline), None)
         for row in per_shape:
             for key in ("forward", "backward", "forward_backward"):
                 row[f"{key}_ratio"] = row[f"{key}_ms"] / base[f"{key}_ms"] if base else None
         rows += per_shape
     return rows
+
+
+def spread(samples, name: str, unit: str = "ms") -> dict:
+    """Median, minimum and spread ((max - min) / median) of repeated measurements, keyed ``name_*``."""
+    samples = np.asarray(samples, dtype=float)
+    median = float(np.median(samples))
+    return {f"{name}_{unit}": median, f"{name}_min_{unit}": float(samples.min()),
+            f"{name}_spread": float((samples.max() - samples.min()) / median) if median else 0.0}
 
 
 def _one_epoch(net: gluon.Block, train_iter: Iterable, test_iter: Iterable, batch_size: int, lr: float,
@@ -84,6 +94,66 @@ def time_epoch(net: gluon.Block, train_iter: Iterable, test_iter: Iterable, batc
     epoch, = _one_epoch(net, train_iter, test_iter, batch_size, lr, ctx)
     return {"epoch_s": epoch.time, "examples_per_s": num_train / epoch.time, "loss": epoch.loss,
             "train_acc": epoch.train_acc, "test_acc": epoch.test_acc}
+
+
+#: A child process's program: MXNet imported first keeps MXNet's own thread set-up, as the chapter's code runs.
+_CHILD = ("import json, sys\n"
+          "spec = json.loads(sys.argv[1])\n"
+          "if spec['mxnet_first']:\n"
+          "    import mxnet\n"
+          "from gluon_bn.measurements import epoch_in_this_process\n"
+          "print('RESULT ' + json.dumps(epoch_in_this_process(spec)))\n")
+
+
+def epoch_in_child(spec: dict, threads: int | None, timeout: float = 3600) -> dict:
+    """``epoch_in_this_process(spec)`` in a fresh Python process with its own CPU thread set-up.
+
+    MXNet fixes its threads when it loads, so every set-up needs its own process: ``threads``
+    None is MXNet's default (MXNet imported first, ``$OMP_NUM_THREADS`` unset), a number sets
+    ``OMP_NUM_THREADS``. A fresh process also starts with empty memory pools.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
+    done = subprocess.run([sys.executable, "-W", "ignore", "-c", _CHILD, json.dumps({**spec, "mxnet_first": threads is None})],
+                          capture_output=True, text=True, env=env, timeout=timeout)
+    result = next((line[len("RESULT "):] for line in done.stdout.splitlines() if line.startswith("RESULT ")), None)
+    if done.returncode != 0 or result is None:
+        raise RuntimeError(f"an epoch in a child process failed (exit {done.returncode}): {done.stderr.strip()[-800:]}")
+    return json.loads(result)
+
+
+def epoch_in_this_process(spec: dict) -> dict:
+    """One epoch timed as the chapter times it, as ``spec`` says.
+
+    ``spec``: ``model`` (a LeNet norm, or "pytorch"), ``pipeline`` ("ours" or "d2l"), ``compiled``,
+    ``batch_size``, ``lr``, ``seed``, ``data_dir``, ``num_train``, ``num_test``. Returns
+    ``time_epoch``'s keys and the operator threads, or ``diverged`` with the reason.
+    """
+    from . import torch_lenet
+    from .data import load_data_fashion_mnist, read_fashion_mnist
+    from .models import seeded_lenet
+    from .runtime import compile_net
+    from .threads import operator_threads
+    data = read_fashion_mnist(spec["data_dir"])
+    arrays = (data.train_images[:spec["num_train"]], data.train_labels[:spec["num_train"]],
+              data.test_images[:spec["num_test"]], data.test_labels[:spec["num_test"]])
+    if spec["model"] == "pytorch":
+        return torch_lenet.time_torch_epoch(*arrays, spec["batch_size"], spec["lr"], spec["seed"],
+                                            threads=int(os.environ.get("OMP_NUM_THREADS", "0")) or None)
+    if spec["pipeline"] == "d2l":
+        train_iter, test_iter = d2l_loaders(*arrays, spec["batch_size"])
+    else:
+        train_iter, test_iter = load_data_fashion_mnist(spec["batch_size"], root=spec["data_dir"], seed=spec["seed"],
+                                                        num_train=spec["num_train"], num_test=spec["num_test"])
+    net = seeded_lenet(spec["model"], mx.cpu(), spec["seed"])
+    if spec["compiled"]:
+        compile_net(net)
+    try:
+        timed = time_epoch(net, train_iter, test_iter, spec["batch_size"], spec["lr"], mx.cpu(), len(arrays[1]))
+    except Diverged as exc:
+        return {"diverged": str(exc), "threads": operator_threads()}
+    return {**timed, "threads": operator_threads()}
 
 
 def d2l_loaders(images: np.ndarray, labels: np.ndarray, test_images: np.ndarray, test_labels: np.ndarray,

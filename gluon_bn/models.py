@@ -8,12 +8,15 @@ comparison, the benchmarks and the command line all read it.
 """
 from typing import Callable
 
+import mxnet as mx
+import numpy as np
+from mxnet import gluon, init
 from mxnet.gluon import nn
 
 from .fast import FastBatchNorm
 from .layers import BatchNorm
 
-__all__ = ["BN_LAYERS", "LABELS", "NORMS", "PLACEMENTS", "WHERE", "lenet"]
+__all__ = ["BN_LAYERS", "LABELS", "NORMS", "PLACEMENTS", "WHERE", "lenet", "seeded_lenet"]
 
 #: Each BN layer by name, as a factory of (num_features, num_dims, **nn.BatchNorm options).
 BN_LAYERS: dict[str, Callable[..., nn.Block]] = {
@@ -86,4 +89,18 @@ def lenet(norm: str = "scratch", *, use_bias: bool = True, placement: str = "bef
             *block(lambda b: nn.Dense(120, use_bias=b), 120, 2, "dense"),
             *block(lambda b: nn.Dense(84, use_bias=b), 84, 2, "dense"),
             nn.Dense(10))
+    return net
+
+
+def seeded_lenet(norm: str, ctx: mx.Context, seed: int | None, **options) -> gluon.Block:
+    """The chapter's LeNet with ``norm`` (and ``lenet`` options), Xavier-initialised on ``ctx``.
+
+    MXNet's and NumPy's generators are seeded first, so a CPU run repeats its numbers;
+    ``seed=None`` goes on from where they are (for a model whose weights are copied in after).
+    """
+    if seed is not None:
+        mx.random.seed(seed)
+        np.random.seed(seed)
+    net = lenet(norm, **options)
+    net.initialize(ctx=ctx, init=init.Xavier())
     return net

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .files import atomic_write_json
 
-__all__ = ["FORMAT", "environment", "load_record", "save_record"]
+__all__ = ["FORMAT", "cpu_model", "environment", "load_record", "save_record"]
 
 FORMAT = "gluon-bn-record/1"
 _PACKAGES = ("gluon-bn", "mxnet", "numpy", "d2l", "matplotlib")
@@ -23,12 +23,25 @@ def _version(package: str) -> str | None:
         return None
 
 
+def cpu_model() -> str:
+    """The CPU's model name as the OS reports it (Linux), else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment(ctx: object) -> dict:
-    """Python, platform, package versions and the MXNet context of a run."""
+    """Python, platform, CPU, package versions and the MXNet context of a run."""
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "machine": platform.machine(),
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "context": str(ctx),
         "packages": {name: _version(name) for name in _PACKAGES},

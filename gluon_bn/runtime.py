@@ -1,35 +1,12 @@
-"""MXNet settings that change speed, never results: CPU threads and compiled (hybridized) graphs."""
+"""Compiled (hybridized) graphs: faster, same numbers. CPU threads are set before MXNet loads: see ``threads``."""
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import os
 from typing import Iterator
 
 from mxnet import gluon
-from mxnet.base import _LIB, check_call
 
-__all__ = ["compile_net", "default_threads", "imperative", "is_compiled", "logical_cpus", "set_threads"]
-
-
-def logical_cpus() -> int:
-    """Logical CPUs this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def default_threads() -> int:
-    """MXNet's own default operator threads: $OMP_NUM_THREADS, else one per logical CPU."""
-    value = os.environ.get("OMP_NUM_THREADS", "")
-    return int(value) if value.isdigit() and int(value) > 0 else logical_cpus()
-
-
-def set_threads(threads: int | None = None) -> int:
-    """Set OpenMP's thread count in the calling thread through MXNet (None: MXNet's default); return it."""
-    threads = default_threads() if threads is None else threads
-    if threads < 1:
-        raise ValueError(f"threads must be at least 1, got {threads}")
-    check_call(_LIB.MXSetNumOMPThreads(ctypes.c_int(threads)))
-    return threads
+__all__ = ["compile_net", "imperative", "is_compiled"]
 
 
 def compile_net(net: gluon.Block) -> gluon.Block:

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-__all__ = ["available", "time_torch_epoch"]
+__all__ = ["available", "lenet_bn", "profile_torch_steps", "time_torch_epoch"]
 
 
 def available() -> str | None:
@@ -70,3 +70,36 @@ def time_torch_epoch(images: np.ndarray, labels: np.ndarray, test_images: np.nda
     return {"epoch_s": elapsed, "examples_per_s": len(y) / elapsed, "loss": total_loss / len(y),
             "train_acc": correct / len(y), "test_acc": test_correct / len(y_test),
             "threads": torch.get_num_threads()}
+
+
+def profile_torch_steps(images: np.ndarray, labels: np.ndarray, batch_size: int, lr: float, steps: int,
+                        seed: int = 0, threads: int | None = None, top: int = 8) -> list[dict]:
+    """PyTorch's profiler over ``steps`` training steps (after one to warm up): the operators that
+    take the most time per step, in the rows ``measurements.profile_steps`` gives for MXNet."""
+    import torch
+    from torch import nn
+    from torch.profiler import ProfilerActivity, profile
+    if threads is not None:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    net, loss = lenet_bn(), nn.CrossEntropyLoss(reduction="sum")
+    optimizer = torch.optim.SGD(net.parameters(), lr=lr)
+    X = torch.from_numpy(images[:batch_size].astype(np.float32)[:, None] / 255)
+    y = torch.from_numpy(labels[:batch_size].astype(np.int64))
+
+    def step():
+        optimizer.zero_grad()
+        out = net(X)
+        l = loss(out, y)
+        (l / batch_size).backward()
+        optimizer.step()
+        return l.item()
+
+    step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    rows = [{"operator": e.key, "ms_per_step": e.self_cpu_time_total / 1e3 / steps, "calls_per_step": e.count / steps}
+            for e in prof.key_averages()]
+    rows.sort(key=lambda r: -r["ms_per_step"])
+    return rows[:top]

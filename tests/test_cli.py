@@ -27,6 +27,7 @@ def test_bad_arguments_exit_2_with_one_line(args, message, tmp_path, gluon_bn_cl
     (["bench", "--sections", "speed"], "invalid choice: 'speed'"),
     (["bench", "--repeats", "0"], "must be positive"),
     (["reproduce", "--threads", "0"], "must be positive"),
+    (["bench", "--rounds", "2"], "rounds and repeats must be at least 3 (got 2 and 30)"),
 ])
 def test_bench_and_threads_refuse_bad_settings(args, message, gluon_bn_cli):
     result = gluon_bn_cli(*args)

@@ -21,8 +21,28 @@ def test_bench_cli_quick_writes_record_report_and_targets(real_data_dir, tmp_pat
         assert row["vs_d2l"] == (pytest.approx(row["epoch_s"] / d2l_s[row["model"]]) if row["model"] in d2l_s else None)
         assert row["vs_torch"] == (pytest.approx(row["epoch_s"] / torch_s) if torch_s else None)
     assert {r["layer"] for r in record["results"]["layers"]} == {"scratch", "gluon", "fast"}
-    assert len(record["results"]["memory"]) == 2 and set(record["results"]["profile"]) == {"gluon", "fast"}
+    torch_installed = any(r["model"] == "pytorch" for r in epochs)
+    assert len(record["results"]["memory"]) == 2
+    assert set(record["results"]["profile"]) == {"gluon", "fast"} | ({"pytorch"} if torch_installed else set())
+    ours = record["environment"]["threads"]["operator_threads"]
+    by_setup = {(r["model"], r["setup"]): r for r in epochs}
+    for row in epochs:  # every set-up ran in 3 interleaved rounds, each in its own process
+        assert row["rounds"] == 3 and 0 < row["epoch_min_s"] <= row["epoch_s"] and row["epoch_spread"] >= 0
+        assert row["same_numbers"]  # seeded: every round trains the same numbers
+    assert by_setup[("gluon", "gluon-bn")]["threads"] == ours
+    assert by_setup[("gluon", "chapter's code")]["threads"] <= ours  # MXNet's own default
+    if ours > 1:
+        assert by_setup[("gluon", "gluon-bn, 1 thread")]["threads"] == 1
+    fast_vs_gluon = by_setup[("fast", "gluon-bn")]["epoch_s"] / by_setup[("gluon", "gluon-bn")]["epoch_s"]
+    assert by_setup[("fast", "gluon-bn")]["vs_gluon"] == pytest.approx(fast_vs_gluon)
     text = (out / "bench.md").read_text()
+    assert f"{record['environment']['cpu']}, " in text and f"with {ours} operator threads" in text
+    targets = text.split("## Targets")[1]
+    assert (f"- FastBatchNorm LeNet epoch at most 1.2x nn.BatchNorm's: {fast_vs_gluon:.2f}x, "
+            f"{'met' if fast_vs_gluon <= 1.2 else 'NOT met'}") in targets
+    if torch_installed:
+        vs_torch = by_setup[("gluon", "gluon-bn")]["vs_torch"]
+        assert f"- nn.BatchNorm LeNet epoch at most 1x PyTorch's: {vs_torch:.2f}x" in targets
     fast = [r for r in record["results"]["layers"] if r["layer"] == "fast"]
     worst = max(fast, key=lambda r: r["forward_backward_ratio"])
     met = sum(r["forward_backward_ratio"] <= 1.2 for r in fast)

@@ -28,6 +28,7 @@ def test_notebook_runs_in_quick_mode(path, tmp_path, monkeypatch, real_data_dir)
     assert any("image/png" in o.get("data", {}) for o in outputs), "no figure shown"
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert re.search(MARKERS[path.name], text, re.M), MARKERS[path.name]
+    assert "MXNet was imported before gluon_bn" not in text  # the notebook gets gluon-bn's thread set-up
 
 
 def test_markers_tell_a_failed_check_apart():

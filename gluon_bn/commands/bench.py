@@ -14,14 +14,14 @@ import mxnet as mx
 
 from .. import torch_lenet
 from ..data import read_fashion_mnist
-from ..errors import Diverged, UsageError
+from ..errors import UsageError
 from ..files import atomic_write_text
-from ..measurements import d2l_loaders, memory_over_steps, profile_steps, time_bn_layers, time_epoch
-from ..models import BN_LAYERS, LABELS, NORMS
+from ..measurements import epoch_in_child, memory_over_steps, profile_steps, spread, time_bn_layers
+from ..models import BN_LAYERS, LABELS, NORMS, seeded_lenet
 from ..record import save_record
-from ..runtime import compile_net, default_threads, logical_cpus, set_threads
+from ..runtime import compile_net
 from ..tables import markdown_table, speed_table
-from .shared import RunConfig, prepare, seeded_lenet
+from .shared import RunConfig, prepare
 
 __all__ = ["BenchConfig", "SECTIONS", "run"]
 
@@ -42,64 +42,73 @@ class BenchConfig(RunConfig):
     d2l_models: tuple[str, ...] = ("gluon", "fast")
     sections: tuple[str, ...] = SECTIONS
     repeats: int = 30
+    rounds: int = 3
     memory_steps: int = 1000
     profile_steps: int = 20
     out: str = "results/bench"
 
     QUICK: ClassVar[dict] = {"num_train": 1024, "num_test": 512, "repeats": 3, "memory_steps": 20, "profile_steps": 3}
-    POSITIVE: ClassVar[tuple[str, ...]] = (*RunConfig.POSITIVE, "repeats", "memory_steps", "profile_steps")
+    POSITIVE: ClassVar[tuple[str, ...]] = (*RunConfig.POSITIVE, "repeats", "rounds", "memory_steps", "profile_steps")
 
     def validate(self) -> "BenchConfig":
         super().validate()
+        if self.rounds < 3 or self.repeats < 3:
+            raise UsageError(f"rounds and repeats must be at least 3 (got {self.rounds} and {self.repeats}): "
+                             "one run per configuration proves nothing on a noisy machine")
         unknown = [s for s in self.sections if s not in SECTIONS]
         if unknown or not self.sections:
             raise UsageError(f"unknown section(s) {', '.join(unknown) or '(none given)'}: choose from {', '.join(SECTIONS)}")
         return self
 
 
-def _epoch_rows(config: BenchConfig, ctx: mx.Context, log: Callable[[str], None]) -> list[dict]:
-    """Each model for one epoch in each set-up, then PyTorch's LeNet; ratios against d2l and PyTorch."""
-    data = read_fashion_mnist(config.data_dir)
-    arrays = (data.train_images[:config.num_train], data.train_labels[:config.num_train],
-              data.test_images[:config.num_test], data.test_labels[:config.num_test])
-    num_train = len(arrays[1])
-    rows = []
-
-    def run(norm: str, setup: str, threads: int | None = None) -> None:
-        ours = setup.startswith(OURS_SETUP)
-        threads = set_threads(threads or (config.threads if ours else None))
-        train_iter, test_iter = d2l_loaders(*arrays, config.batch_size) if setup == D2L_SETUP else config.loaders()
-        net = seeded_lenet(norm, ctx, config.seed)
-        if ours:
-            compile_net(net)
-        try:
-            timed = time_epoch(net, train_iter, test_iter, config.batch_size, config.lr, ctx, num_train)
-        except Diverged as exc:  # no epoch time for a run that stopped; the log says why
-            log(f"{LABELS[norm]:>14}, {setup:<29} diverged ({exc})")
-            return
-        row = {"model": norm, "setup": setup, "threads": threads, **timed}
-        log(f"{LABELS[norm]:>14}, {setup:<29} {row['epoch_s']:6.1f} s  ({threads} threads)")
-        rows.append(row)
-
+def _epoch_plan(config: BenchConfig, ours: int) -> list[tuple[str, str, dict, int | None]]:
+    """(model, set-up, how it runs, threads) per configuration; threads None is MXNet's own default."""
+    plan = []
     for norm in config.models:
-        for setup in ((D2L_SETUP,) if norm in config.d2l_models else ()) + (CHAPTER_SETUP, OURS_SETUP):
-            run(norm, setup)
-        if norm == "gluon" and default_threads() > 1 and config.threads is None:
-            run(norm, f"{OURS_SETUP}, 1 thread", 1)
-    threads = set_threads(config.threads)
+        if norm in config.d2l_models:
+            plan.append((norm, D2L_SETUP, {"pipeline": "d2l", "compiled": False}, None))
+        plan.append((norm, CHAPTER_SETUP, {"pipeline": "ours", "compiled": False}, None))
+        plan.append((norm, OURS_SETUP, {"pipeline": "ours", "compiled": True}, ours))
+        if norm == "gluon" and ours > 1:
+            plan.append((norm, f"{OURS_SETUP}, 1 thread", {"pipeline": "ours", "compiled": True}, 1))
     version = torch_lenet.available()
     if version:
-        row = {"model": "pytorch", "setup": f"PyTorch {version}",
-               **torch_lenet.time_torch_epoch(*arrays, config.batch_size, config.lr, config.seed, threads)}
-        log(f"{'PyTorch':>14}, {row['setup']:<29} {row['epoch_s']:6.1f} s  ({row['threads']} threads)")
-        rows.append(row)
-    else:
+        plan.append(("pytorch", f"PyTorch {version}", {}, ours))
+    return plan
+
+
+def _epoch_rows(config: BenchConfig, ours: int, log: Callable[[str], None]) -> list[dict]:
+    """Every configuration for one epoch in its own process, in interleaved rounds; medians and ratios."""
+    plan = _epoch_plan(config, ours)
+    if not any(model == "pytorch" for model, *_ in plan):
         log("PyTorch is not installed: no PyTorch row (install its CPU build, e.g. torch==2.13.0+cpu)")
-    torch_s = next((r["epoch_s"] for r in rows if r["model"] == "pytorch"), None)
+    base = {"batch_size": config.batch_size, "lr": config.lr, "seed": config.seed, "data_dir": config.data_dir,
+            "num_train": config.num_train, "num_test": config.num_test}
+    runs: list[list[dict]] = [[] for _ in plan]
+    for round_ in range(1, config.rounds + 1):
+        for (model, setup, how, threads), done in zip(plan, runs):
+            result = epoch_in_child({**base, "model": model, **how}, threads)
+            done.append(result)
+            label = LABELS.get(model, "PyTorch")
+            log(f"round {round_}: {label:>14}, {setup:<29} " + (f"diverged ({result['diverged']})" if "diverged" in result
+                else f"{result['epoch_s']:6.1f} s  ({result['threads']} threads)"))
+    rows = []
+    for (model, setup, _, _), done in zip(plan, runs):
+        if any("diverged" in r for r in done):  # no epoch time for a run that stopped; the log says why
+            continue
+        first = done[0]
+        rows.append({"model": model, "setup": setup, "threads": first["threads"], "rounds": len(done),
+                     **spread([r["epoch_s"] for r in done], "epoch", "s"), "loss": first["loss"],
+                     "train_acc": first["train_acc"], "test_acc": first["test_acc"],
+                     "same_numbers": all(r["loss"] == first["loss"] for r in done)})
+    median = {(r["model"], r["setup"]): r["epoch_s"] for r in rows}
+    torch_s = next((s for (model, _), s in median.items() if model == "pytorch"), None)
     for row in rows:
-        d2l_s = next((r["epoch_s"] for r in rows if r["model"] == row["model"] and r["setup"] == D2L_SETUP), None)
+        row["examples_per_s"] = (config.num_train or 60000) / row["epoch_s"]
+        d2l_s, gluon_s = median.get((row["model"], D2L_SETUP)), median.get(("gluon", row["setup"]))
         row["vs_d2l"] = row["epoch_s"] / d2l_s if d2l_s else None
         row["vs_torch"] = row["epoch_s"] / torch_s if torch_s else None
+        row["vs_gluon"] = row["epoch_s"] / gluon_s if gluon_s and row["model"] != "pytorch" else None
     return rows
 
 
@@ -123,8 +132,8 @@ def _memory_rows(config: BenchConfig, ctx: mx.Context, log: Callable[[str], None
     return rows
 
 
-def _profiles(config: BenchConfig, ctx: mx.Context, out) -> dict:
-    """Top operators of a training step for the Gluon and the fast LeNet."""
+def _profiles(config: BenchConfig, ctx: mx.Context, out, threads: int) -> dict:
+    """Top operators of a training step: the Gluon and the fast LeNet in MXNet, and PyTorch's LeNet."""
     train_iter, test_iter = config.loaders(num_train=config.batch_size * (config.profile_steps + 1),
                                            num_test=config.batch_size)
     profiles = {}
@@ -132,11 +141,15 @@ def _profiles(config: BenchConfig, ctx: mx.Context, out) -> dict:
         net = compile_net(seeded_lenet(norm, ctx, config.seed))
         profiles[norm] = profile_steps(net, train_iter, test_iter, config.batch_size, config.lr, ctx,
                                        out / f"profile-{norm}.json")
+    if torch_lenet.available():
+        data = read_fashion_mnist(config.data_dir)
+        profiles["pytorch"] = torch_lenet.profile_torch_steps(data.train_images, data.train_labels, config.batch_size,
+                                                              config.lr, config.profile_steps, config.seed, threads)
     return profiles
 
 
 def _targets(results: dict) -> list[str]:
-    """The issue's targets, each judged from this run's numbers."""
+    """The performance issue's targets, each judged from this run's medians."""
     lines = []
     fast = [r for r in results.get("layers", []) if r["layer"] == "fast"]
     if fast:
@@ -144,12 +157,16 @@ def _targets(results: dict) -> list[str]:
         met = sum(r["forward_backward_ratio"] <= 1.2 for r in fast)
         lines.append(f"FastBatchNorm forward+backward at most 1.2x nn.BatchNorm: met at {met} of {len(fast)} "
                      f"shapes (worst {worst['forward_backward_ratio']:.2f}x at {tuple(worst['shape'])})")
-    for row in results.get("epochs", []):
-        if row["setup"] == OURS_SETUP and row["model"] in ("gluon", "fast"):
-            for key, limit, name in (("vs_d2l", 0.5, "d2l's pipeline"), ("vs_torch", 1.0, "PyTorch")):
-                if row.get(key) is not None:
-                    lines.append(f"{LABELS[row['model']]} LeNet epoch at most {limit:g}x {name}: "
-                                 f"{row[key]:.2f}x, {'met' if row[key] <= limit else 'NOT met'}")
+    ours = {r["model"]: r for r in results.get("epochs", []) if r["setup"] == OURS_SETUP}
+    for model, key, limit, name in (("gluon", "vs_torch", 1.0, "PyTorch's"), ("fast", "vs_gluon", 1.2, "nn.BatchNorm's")):
+        if model in ours and ours[model].get(key) is not None:
+            value = ours[model][key]
+            lines.append(f"{LABELS[model]} LeNet epoch at most {limit:g}x {name}: {value:.2f}x, "
+                         f"{'met' if value <= limit else 'NOT met'}")
+    chapter = {r["model"]: r for r in results.get("epochs", []) if r["setup"] == CHAPTER_SETUP}
+    if "scratch" in ours and "scratch" in chapter:
+        lines.append(f"from scratch LeNet (the chapter's code unchanged): {ours['scratch']['epoch_s'] / chapter['scratch']['epoch_s']:.2f}x "
+                     "the time the chapter's code takes with MXNet's own set-up")
     for row in results.get("memory", []):
         lines.append(f"{LABELS[row['model']]} LeNet memory flat over {row['steps']} steps: "
                      f"{row['growth_mb']:+.1f} MB, {'met' if row['flat'] else 'NOT met'}")
@@ -157,13 +174,13 @@ def _targets(results: dict) -> list[str]:
 
 
 def epochs_table(rows: Sequence[Mapping]) -> str:
-    """Epoch times of each model and set-up from this command."""
+    """Epoch times of each model and set-up from this command: median, minimum, spread, ratios."""
     return markdown_table(
-        ["model", "set-up", "epoch s", "examples/s", "vs d2l pipeline", "vs PyTorch", "train loss", "train acc",
-         "test acc"],
-        [[LABELS.get(r["model"], r["model"]), r["setup"], f"{r['epoch_s']:.1f}", f"{r['examples_per_s']:,.0f}",
-          _ratio(r.get("vs_d2l")), _ratio(r.get("vs_torch")), f"{r['loss']:.4f}", f"{r['train_acc']:.3f}",
-          f"{r['test_acc']:.3f}"] for r in rows])
+        ["model", "set-up", "threads", "epoch s (median)", "min s", "spread", "vs d2l pipeline", "vs PyTorch",
+         "vs nn.BatchNorm", "train loss", "train acc", "test acc"],
+        [[LABELS.get(r["model"], "PyTorch"), r["setup"], r["threads"], f"{r['epoch_s']:.1f}", f"{r['epoch_min_s']:.1f}",
+          f"{r['epoch_spread']:.0%}", _ratio(r.get("vs_d2l")), _ratio(r.get("vs_torch")), _ratio(r.get("vs_gluon")),
+          f"{r['loss']:.4f}", f"{r['train_acc']:.3f}", f"{r['test_acc']:.3f}"] for r in rows])
 
 
 def _ratio(value) -> str:
@@ -182,7 +199,7 @@ def memory_table(rows: Sequence[Mapping]) -> str:
 def profile_table(model: str, rows: Sequence[Mapping]) -> str:
     """The operators that take the most time in one training step of ``model``."""
     return markdown_table(
-        ["operator (" + LABELS.get(model, model) + ")", "ms per step", "calls per step"],
+        ["operator (" + LABELS.get(model, "PyTorch") + ")", "ms per step", "calls per step"],
         [[r["operator"][:70], f"{r['ms_per_step']:.2f}", f"{r['calls_per_step']:.0f}"] for r in rows])
 
 
@@ -190,25 +207,27 @@ def run(config: BenchConfig, log: Callable[[str], None] = print) -> dict:
     """Run the requested sections; print tables; write bench.json and bench.md into ``config.out``."""
     config = config.resolved()
     ctx, out, extra = prepare(config, log)
+    threads = extra["environment"]["threads"]
     started = time.perf_counter()
     results: dict = {}
     sections = []
     if "layers" in config.sections:
         log("\n== BN layers ==")
         results["layers"] = time_bn_layers(BN_LAYERS, ctx=ctx, repeats=config.repeats)
-        sections += ["## BN layers", f"Median of {config.repeats} interleaved rounds, training mode, at LeNet's BN "
-                     "shapes; ratios to nn.BatchNorm (the fused operator) in this run.",
+        sections += ["## BN layers", f"Training mode at LeNet's BN shapes, {config.repeats} rounds interleaved layer "
+                     "by layer; medians, and ratios to nn.BatchNorm (the fused operator) in this run.",
                      speed_table(results["layers"])]
     if "epochs" in config.sections:
         log("\n== one epoch of each LeNet ==")
-        results["epochs"] = _epoch_rows(config, ctx, log)
+        results["epochs"] = _epoch_rows(config, threads["operator_threads"], log)
         sections += ["## One epoch of each LeNet", f"Training on {config.num_train or 60000:,} images, then test "
                      f"accuracy on {config.num_test or 10000:,}, batch {config.batch_size}, lr {config.lr:g}, timed as "
-                     f"the chapter times an epoch. '{CHAPTER_SETUP}': every layer imperative, MXNet's default "
-                     f"threads (one per logical CPU), in-memory batches; '{D2L_SETUP}': the same through d2l's "
-                     f"DataLoader pipeline; '{OURS_SETUP}': Gluon layers compiled (MXNet's default threads unless "
-                     "the row says otherwise).",
-                     epochs_table(results["epochs"])]
+                     f"the chapter times an epoch, each in a fresh process, {config.rounds} rounds interleaved; "
+                     "median, minimum and spread ((max - min) / median) over the rounds. "
+                     f"'{CHAPTER_SETUP}': every layer imperative, in-memory batches, MXNet's own thread set-up "
+                     f"(MXNet imported first); '{D2L_SETUP}': the same through d2l's DataLoader pipeline; "
+                     f"'{OURS_SETUP}': gluon-bn's set-up, Gluon layers compiled and {threads['operator_threads']} "
+                     "operator threads.", epochs_table(results["epochs"])]
     if "memory" in config.sections:
         log(f"\n== memory over {config.memory_steps} training steps ==")
         results["memory"] = _memory_rows(config, ctx, log)
@@ -217,14 +236,16 @@ def run(config: BenchConfig, log: Callable[[str], None] = print) -> dict:
                      "first steps.", memory_table(results["memory"])]
     if "profile" in config.sections:
         log("\n== profile ==")
-        results["profile"] = _profiles(config, ctx, out)
-        sections += ["## Where a training step's time goes", f"MXNet's profiler over {config.profile_steps} steps "
-                     "(operators; a compiled graph shows as one fused entry)."]
+        results["profile"] = _profiles(config, ctx, out, threads["operator_threads"])
+        sections += ["## Where a training step's time goes", f"MXNet's and PyTorch's profilers over "
+                     f"{config.profile_steps} steps of batch {config.batch_size} (operators' own time; a compiled "
+                     "graph shows as fused entries)."]
         sections += [profile_table(norm, rows) for norm, rows in results["profile"].items()]
     targets = _targets(results)
-    text = "\n\n".join([f"# gluon-bn bench on {ctx}", f"{extra['environment']['platform']}, "
-                        f"{logical_cpus()} logical CPUs, "
-                        f"MXNet {extra['environment']['packages']['mxnet']}.", *sections,
+    env = extra["environment"]
+    text = "\n\n".join([f"# gluon-bn bench on {ctx}", f"{env['cpu']}, {threads['logical_cpus']} logical CPUs; "
+                        f"{env['platform']}; MXNet {env['packages']['mxnet']} with {threads['operator_threads']} operator "
+                        f"threads (chosen by {threads['chosen_by']}).", *sections,
                         "## Targets", "\n".join(f"- {line}" for line in targets)])
     record_path, md_path = out / "bench.json", out / "bench.md"
     save_record(record_path, "bench", config.to_dict(), results, **extra, targets=targets,

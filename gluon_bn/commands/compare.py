@@ -17,12 +17,12 @@ from ..comparison import COMPARED, check_layer, known_differences, mode_table
 from ..drift import copy_parameters, copy_state, model_drift
 from ..files import atomic_write_text
 from ..measurements import time_bn_layers
-from ..models import BN_LAYERS, LABELS
+from ..models import BN_LAYERS, LABELS, seeded_lenet
 from ..plots import plot_drift, plot_histories
 from ..record import save_record
 from ..tables import markdown_table, shape_text, speed_table
 from ..training import Epoch, OnEpochEnd
-from .shared import TrainConfig, prepare, seeded_lenet, train_model
+from .shared import TrainConfig, prepare, train_model
 
 __all__ = ["CHECK_SHAPES", "CompareConfig", "compare_models", "run"]
 

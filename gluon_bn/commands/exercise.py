@@ -21,7 +21,8 @@ from ..plots import plot_exercise
 from ..record import load_record, save_record
 from ..tables import markdown_table
 from ..training import Callback, Epoch, history_rows
-from .shared import TrainConfig, prepare, seeded_lenet, train_model
+from ..models import seeded_lenet
+from .shared import TrainConfig, prepare, train_model
 
 __all__ = ["ExerciseConfig", "run", "summary_table"]
 

@@ -1,4 +1,4 @@
-"""What every command needs: the run settings, ``prepare``, a seeded LeNet, and supervised training.
+"""What every command needs: the run settings and their ``--quick`` presets, ``prepare``, and supervised training.
 
 ``train_model`` trains one LeNet with the chapter's loop and adds what a command promises its
 user: a checkpoint after every epoch and on Ctrl-C, ``--resume``, and a refusal to resume
@@ -17,21 +17,21 @@ from typing import Callable, ClassVar, Sequence
 
 import mxnet as mx
 import numpy as np
-from mxnet import gluon, init
+from mxnet import gluon
 
-from .. import faults
+from .. import faults, threads
 from ..bnstate import bn_layers
 from ..checkpoint import Checkpointer
 from ..data import ArrayLoader, load_data_fashion_mnist, read_fashion_mnist
 from ..errors import Diverged, Interrupted, TrainingInterrupted, UsageError
 from ..files import check_writable_dir
-from ..models import LABELS, lenet
+from ..models import LABELS, seeded_lenet
 from ..record import environment
-from ..runtime import compile_net, set_threads
+from ..runtime import compile_net
 from ..training import Callback, Epoch, history_rows, train_ch5, try_gpu
 
 __all__ = ["CONTEXTS", "QUICK_ENV", "ModelRun", "RunConfig", "TrainConfig", "prepare", "resolve_context",
-           "seeded_lenet", "train_model"]
+           "train_model"]
 
 CONTEXTS = ("cpu", "gpu", "auto")
 #: Set to 1 to run every command (and the notebooks) on its quick preset: a small real subset.
@@ -55,7 +55,7 @@ class RunConfig:
     out: str = "results"
     num_train: int | None = None
     num_test: int | None = None
-    threads: int | None = None  # MXNet's CPU operator threads; None = MXNet's default
+    threads: int | None = None  # MXNet's CPU operator threads; None: as set up (see gluon_bn.threads)
     quick: bool = False
 
     QUICK: ClassVar[dict] = {"num_train": 2048, "num_test": 1000}
@@ -135,24 +135,14 @@ def prepare(config: RunConfig, log: Callable[[str], None] = print) -> tuple[mx.C
                          "choose a writable folder") from None
     data = read_fashion_mnist(config.data_dir)
     log(f"Fashion-MNIST ({data.release} release) from {data.directory}")
-    threads = set_threads(config.threads)
-    extra = {"environment": {**environment(ctx), "mxnet_cpu_threads": threads},
+    thread_setup = threads.setup()
+    if config.threads is not None and config.threads != thread_setup["operator_threads"]:
+        raise UsageError(f"threads {config.threads}: MXNet's CPU operators run with {thread_setup['operator_threads']}, "
+                         f"fixed when MXNet loaded; set {threads.ENV}={config.threads} before starting Python "
+                         "(the gluon-bn command's --threads does that for you)")
+    extra = {"environment": {**environment(ctx), "threads": thread_setup},
              "data": {"directory": str(data.directory), "release": data.release}}
     return ctx, out, extra
-
-
-def seeded_lenet(norm: str, ctx: mx.Context, seed: int | None, **options) -> gluon.Block:
-    """The chapter's LeNet with ``norm`` (and ``lenet`` options), Xavier-initialised on ``ctx``.
-
-    MXNet's and NumPy's generators are seeded first, so a CPU run repeats its numbers;
-    ``seed=None`` goes on from where they are (for a model whose weights are copied in after).
-    """
-    if seed is not None:
-        mx.random.seed(seed)
-        np.random.seed(seed)
-    net = lenet(norm, **options)
-    net.initialize(ctx=ctx, init=init.Xavier())
-    return net
 
 
 @dataclass

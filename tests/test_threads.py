@@ -1,0 +1,80 @@
+"""MXNet's CPU threads: set up before MXNet loads, on every path, and read where operators run."""
+import ctypes
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from mxnet.base import _LIB, check_call
+
+from gluon_bn import threads
+from gluon_bn.commands.reproduce import ReproduceConfig, run
+from gluon_bn.errors import UsageError
+
+
+def _python(code: str, **env_changes) -> dict:
+    """Run ``code`` in a fresh interpreter with $OMP_NUM_THREADS as given (None: unset); it prints JSON."""
+    env = {k: v for k, v in os.environ.items() if k != threads.ENV}
+    env.update({k: v for k, v in env_changes.items() if v is not None})
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "stderr": done.stderr}
+
+
+SETUP = "import json, gluon_bn; from gluon_bn import threads; print(json.dumps(threads.setup()))"
+
+
+def test_import_gluon_bn_gives_mxnet_one_thread_per_logical_cpu():
+    got = _python(SETUP)
+    assert got["operator_threads"] == got["logical_cpus"] == threads.logical_cpus()
+    assert got["OMP_NUM_THREADS"] == str(threads.logical_cpus()) and got["chosen_by"].startswith("gluon-bn")
+
+
+def test_omp_num_threads_in_the_environment_wins():
+    got = _python(SETUP, OMP_NUM_THREADS="1")
+    assert got["operator_threads"] == 1 and got["chosen_by"] == "$OMP_NUM_THREADS in the environment"
+
+
+def test_mxnet_imported_first_keeps_its_default_and_says_how_to_fix_it():
+    got = _python("import mxnet\n" + SETUP)
+    assert got["chosen_by"].startswith("MXNet's default") and got["OMP_NUM_THREADS"] is None
+    assert "import gluon_bn first, or set OMP_NUM_THREADS=" in got["stderr"]
+    if threads.logical_cpus() == 2 and os.uname().machine == "x86_64":  # MXNet halves the CPUs on x86
+        assert got["operator_threads"] == 1
+
+
+def test_operator_threads_are_read_in_mxnets_engine_not_in_the_caller():
+    """MXSetNumOMPThreads changes only the calling thread: what operators use stays as MXNet loaded it."""
+    before = threads.operator_threads()
+    openmp = ctypes.CDLL("libgomp.so.1")
+    caller = openmp.omp_get_max_threads()
+    try:
+        check_call(_LIB.MXSetNumOMPThreads(ctypes.c_int(before + 3)))
+        assert openmp.omp_get_max_threads() == before + 3  # the caller's count moved...
+        assert threads.operator_threads() == before        # ...the engine's did not
+    finally:
+        check_call(_LIB.MXSetNumOMPThreads(ctypes.c_int(caller)))
+
+
+def test_the_test_suite_runs_with_the_set_up_it_reports():
+    assert threads.operator_threads() == int(os.environ[threads.ENV])
+
+
+@pytest.mark.parametrize("given", [None, 1])
+def test_cli_threads_mean_operator_threads_and_the_record_says_so(given, tmp_path, gluon_bn_cli, real_data_dir):
+    args = ["reproduce", "--model", "gluon", "--quick", "--ctx", "cpu", "--out", str(tmp_path)]
+    result = gluon_bn_cli(*args, *(["--threads", str(given)] if given else []), env={
+        k: v for k, v in os.environ.items() if k != threads.ENV})
+    assert result.returncode == 0, result.stderr
+    record = json.loads((tmp_path / "reproduce.json").read_text())
+    setup = record["environment"]["threads"]
+    assert setup["operator_threads"] == (given or threads.logical_cpus())
+    assert setup["OMP_NUM_THREADS"] == str(given or threads.logical_cpus())
+    assert record["config"]["threads"] == given and record["environment"]["cpu"]
+
+
+def test_a_library_run_asking_for_other_threads_than_mxnet_has_is_refused(tmp_path, real_data_dir):
+    other = threads.operator_threads() + 1
+    with pytest.raises(UsageError, match=f"threads {other}: MXNet's CPU operators run with .* set OMP_NUM_THREADS={other}"):
+        run(ReproduceConfig(models=("none",), quick=True, ctx="cpu", threads=other, out=str(tmp_path)), log=lambda s: None)
