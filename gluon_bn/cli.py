@@ -40,7 +40,7 @@ def _positive(kind):
     return parse
 
 
-def _run_arguments(parser: argparse.ArgumentParser, defaults, quick: str) -> None:
+def _run_arguments(parser: argparse.ArgumentParser, defaults) -> None:
     """The settings every command takes, with that command's defaults; --epochs and --no-hybridize
     where its config has them (bench times one epoch per set-up, compiled or not by set-up)."""
     epochs = "epochs" in defaults.field_names()
@@ -64,7 +64,8 @@ def _run_arguments(parser: argparse.ArgumentParser, defaults, quick: str) -> Non
                             help="run every layer imperatively, as the chapter's code does (slower, same numbers)")
     parser.add_argument("--threads", type=_positive(int), default=None,
                         help="MXNet's CPU operator threads (default: $OMP_NUM_THREADS, else one per logical CPU)")
-    parser.add_argument("--quick", action="store_true", help=f"{quick}: seconds, for a first look (also GLUON_BN_QUICK=1)")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"{_quick_text(type(defaults))}: seconds, for a first look (also GLUON_BN_QUICK=1)")
 
 
 def _quick_text(cls) -> str:
@@ -86,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     rep.add_argument("--model", choices=MODEL_CHOICES, default="both",
                      help="which LeNet: from-scratch BN, nn.BatchNorm, no BN, FastBatchNorm, or scratch and gluon")
-    _run_arguments(rep, ReproduceConfig(), _quick_text(ReproduceConfig))
+    _run_arguments(rep, ReproduceConfig())
     rep.add_argument("--resume", action="store_true",
                      help="continue from the checkpoints in --out (written after every epoch and on Ctrl-C)")
     cmp_ = sub.add_parser(
@@ -97,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "drift, and time both layers. Prints the tables; writes compare.md, compare.json "
                     "and PNG plots into --out. Exit status 1 when an agreement that should hold does not.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    _run_arguments(cmp_, CompareConfig(), _quick_text(CompareConfig))
+    _run_arguments(cmp_, CompareConfig())
     cmp_.add_argument("--steps", type=_positive(int), default=CompareConfig().steps,
                       help="training steps before the moving statistics are checked")
     cmp_.add_argument("--speed-repeats", type=_positive(int), default=CompareConfig().speed_repeats,
@@ -111,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("name", nargs="?", choices=list(EXERCISES), metavar="NAME",
                     help="one of: " + ", ".join(EXERCISES))
     ex.add_argument("--list", action="store_true", help="list the exercises and their questions")
-    _run_arguments(ex, ExerciseConfig(), _quick_text(ExerciseConfig))
+    _run_arguments(ex, ExerciseConfig())
     ex.add_argument("--seeds", type=_positive(int), default=ExerciseConfig().seeds, help="seeds per variant")
     ex.add_argument("--resume", action="store_true", help="keep the finished runs in --out, continue the rest")
     ex.add_argument("--precise-batches", type=_positive(int), default=ExerciseConfig().precise_batches,
@@ -140,7 +141,7 @@ def _bench_parser(sub) -> None:
     b.add_argument("--memory-steps", type=_positive(int), default=defaults.memory_steps,
                    help="training steps per model in the memory section")
     b.add_argument("--profile-steps", type=_positive(int), default=defaults.profile_steps)
-    _run_arguments(b, defaults, _quick_text(BenchConfig))
+    _run_arguments(b, defaults)
 
 
 #: Each command's config class, and what the parsed arguments give it beyond its fields' names.

@@ -69,7 +69,7 @@ def _epoch_plan(config: BenchConfig, ours: int) -> list[tuple[str, str, dict, in
             plan.append((norm, D2L_SETUP, {"pipeline": "d2l", "compiled": False}, None))
         plan.append((norm, CHAPTER_SETUP, {"pipeline": "ours", "compiled": False}, None))
         plan.append((norm, OURS_SETUP, {"pipeline": "ours", "compiled": True}, ours))
-        if norm == "gluon" and ours > 1:
+        if ours > 1:
             plan.append((norm, f"{OURS_SETUP}, 1 thread", {"pipeline": "ours", "compiled": True}, 1))
     version = torch_lenet.available()
     if version:
