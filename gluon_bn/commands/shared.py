@@ -88,10 +88,12 @@ class RunConfig:
         return load_data_fashion_mnist(settings.pop("batch_size"), **settings)
 
     def to_dict(self) -> dict:
+        """The settings as the record stores them."""
         return asdict(self)
 
     @classmethod
     def field_names(cls) -> set[str]:
+        """The settings this config has (the CLI passes only those)."""
         return {f.name for f in fields(cls)}
 
 
