@@ -6,10 +6,9 @@ to the full set, both measured in this run. Usage: python benchmarks/data_pass.p
 """
 import time
 
+import gluon_bn  # first: it sets MXNet's CPU threads, which MXNet fixes when it loads
 import mxnet as mx
 from mxnet import gluon, init, nd
-
-import gluon_bn
 
 BATCH, SUBSET = 256, 15360
 
