@@ -96,15 +96,15 @@ def _epoch_rows(config: BenchConfig, ours: int, log: Callable[[str], None]) -> l
     for (model, setup, _, _), done in zip(plan, runs):
         if any("diverged" in r for r in done):  # no epoch time for a run that stopped; the log says why
             continue
-        first = done[0]
-        rows.append({"model": model, "setup": setup, "threads": first["threads"], "rounds": len(done),
-                     **spread([r["epoch_s"] for r in done], "epoch", "s"), "loss": first["loss"],
+        first, timed = done[0], spread([r["epoch_s"] for r in done], "epoch", "s")
+        examples = first["examples_per_s"] * first["epoch_s"]  # the child's training examples
+        rows.append({"model": model, "setup": setup, "threads": first["threads"], "rounds": len(done), **timed,
+                     "examples_per_s": examples / timed["epoch_s"], "loss": first["loss"],
                      "train_acc": first["train_acc"], "test_acc": first["test_acc"],
                      "same_numbers": all(r["loss"] == first["loss"] for r in done)})
     median = {(r["model"], r["setup"]): r["epoch_s"] for r in rows}
     torch_s = next((s for (model, _), s in median.items() if model == "pytorch"), None)
     for row in rows:
-        row["examples_per_s"] = (config.num_train or 60000) / row["epoch_s"]
         d2l_s, gluon_s = median.get((row["model"], D2L_SETUP)), median.get(("gluon", row["setup"]))
         row["vs_d2l"] = row["epoch_s"] / d2l_s if d2l_s else None
         row["vs_torch"] = row["epoch_s"] / torch_s if torch_s else None
