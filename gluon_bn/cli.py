@@ -23,7 +23,7 @@ from .models import NORMS  # noqa: E402
 __all__ = ["main"]
 
 MODEL_CHOICES = {"scratch": ("scratch",), "gluon": ("gluon",), "none": ("none",), "fast": ("fast",),
-                 "both": ("scratch", "gluon")}
+                 "sync": ("sync",), "both": ("scratch", "gluon")}
 
 
 def _positive(kind):
@@ -48,8 +48,9 @@ def _run_arguments(parser: argparse.ArgumentParser, defaults) -> None:
         parser.add_argument("--epochs", type=_positive(int), default=defaults.epochs)
     parser.add_argument("--lr", type=_positive(float), default=defaults.lr, help="SGD learning rate")
     parser.add_argument("--batch-size", type=_positive(int), default=defaults.batch_size)
-    parser.add_argument("--ctx", choices=CONTEXTS, default=defaults.ctx,
-                        help="where to train; auto picks gpu(0) when MXNet sees a GPU")
+    parser.add_argument("--ctx", default=defaults.ctx, metavar="{" + ",".join(CONTEXTS) + "} or DEVICES",
+                        help="where to train; auto picks gpu(0) when MXNet sees a GPU; several devices, "
+                             "data parallel: cpu:0,cpu:1 or gpu:0,gpu:1")
     parser.add_argument("--seed", type=int, default=defaults.seed,
                         help="seeds weights and batch order; a CPU run with the same seed repeats")
     parser.add_argument("--data-dir", default=None,
@@ -86,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "record and a PNG of the training curves into --out.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     rep.add_argument("--model", choices=MODEL_CHOICES, default="both",
-                     help="which LeNet: from-scratch BN, nn.BatchNorm, no BN, FastBatchNorm, or scratch and gluon")
+                     help="which LeNet: from-scratch BN, nn.BatchNorm, no BN, FastBatchNorm, synchronized BN, "
+                          "or scratch and gluon")
     _run_arguments(rep, ReproduceConfig())
     rep.add_argument("--resume", action="store_true",
                      help="continue from the checkpoints in --out (written after every epoch and on Ctrl-C)")

@@ -20,7 +20,7 @@ import numpy as np
 from mxnet import autograd, gluon, nd, profiler
 
 from .errors import Diverged, TrainingInterrupted
-from .training import Callback, train_ch5
+from .training import Callback, make_trainer, train_ch5
 
 __all__ = ["LENET_BN_SHAPES", "d2l_loaders", "epoch_in_child", "epoch_in_this_process", "memory_over_steps",
            "profile_steps", "resident_mb", "spread", "time_bn_layers", "time_epoch"]
@@ -83,7 +83,7 @@ def spread(samples, name: str, unit: str = "ms") -> dict:
 def _one_epoch(net: gluon.Block, train_iter: Iterable, test_iter: Iterable, batch_size: int, lr: float,
                ctx: mx.Context, callbacks=(), epochs: int = 1):
     """Silent epochs of the chapter's loop with the chapter's optimizer: every measurement runs this."""
-    trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': lr})
+    trainer = make_trainer(net, lr)
     return train_ch5(net, train_iter, test_iter, batch_size, trainer, ctx, epochs, log=lambda _: None,
                      callbacks=callbacks)
 

@@ -8,6 +8,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from .devices import Contexts, as_list, describe
 from .files import atomic_write_json
 
 __all__ = ["FORMAT", "cpu_model", "environment", "load_record", "save_record"]
@@ -35,15 +36,16 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def environment(ctx: object) -> dict:
-    """Python, platform, CPU, package versions and the MXNet context of a run."""
+def environment(ctx: Contexts) -> dict:
+    """Python, platform, CPU, package versions and the MXNet context(s) of a run."""
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "machine": platform.machine(),
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
-        "context": str(ctx),
+        "context": describe(ctx),
+        "devices": len(as_list(ctx)),
         "packages": {name: _version(name) for name in _PACKAGES},
     }
 

@@ -11,9 +11,11 @@ from mxnet import autograd, gluon
 from tqdm import tqdm
 
 from .bnstate import restore_stats, snapshot_stats
+from .devices import Contexts, describe, forward_shards, split_batch
 from .errors import Diverged, TrainingInterrupted
 
-__all__ = ["Callback", "Epoch", "OnEpochEnd", "evaluate_accuracy", "history_rows", "train_ch5", "try_gpu"]
+__all__ = ["Callback", "Epoch", "OnEpochEnd", "evaluate_accuracy", "history_rows", "make_trainer", "train_ch5",
+           "try_gpu"]
 
 #: d2l's: gpu(i) when that GPU exists, else cpu().
 try_gpu = d2l.try_gpu
@@ -68,18 +70,38 @@ class OnEpochEnd(Callback):
         self.function(result, net)
 
 
-def evaluate_accuracy(data_iter: Iterable, net: gluon.Block, ctx: mx.Context | None = None) -> float:
-    """Fraction of examples in ``data_iter`` that ``net`` classifies right (prediction mode)."""
+def make_trainer(net: gluon.Block, lr: float) -> gluon.Trainer:
+    """The chapter's SGD trainer over the parameters training updates; on one device it steps as the chapter's.
+
+    On several devices each device keeps its optimizer beside its copy of the weights
+    (``update_on_kvstore=False``), where checkpoints read it; and the trainer leaves out what
+    has no gradient, ``nn.BatchNorm``'s moving statistics among them, since its first step would
+    broadcast the first device's copy to every device (after ``--resume``, over each device's own).
+    """
+    learned = {name: p for name, p in net.collect_params().items() if p.grad_req != 'null'}
+    return gluon.Trainer(learned, 'sgd', {'learning_rate': lr}, update_on_kvstore=False)
+
+
+def _correct(y_hats: Iterable, ys: Iterable) -> float:
+    """Right predictions summed over the shards."""
+    return sum((y_hat.argmax(axis=1) == y.astype('float32')).sum().asscalar() for y_hat, y in zip(y_hats, ys))
+
+
+def evaluate_accuracy(data_iter: Iterable, net: gluon.Block, ctx: Contexts | None = None) -> float:
+    """Fraction of examples in ``data_iter`` that ``net`` classifies right (prediction mode).
+
+    With several contexts each batch is split across them, and each device predicts its shard.
+    """
     ctx = ctx or mx.cpu()
     metric = d2l.Accumulator(2)  # correct predictions, examples
     for X, y in data_iter:
-        X, y = X.as_in_context(ctx), y.as_in_context(ctx).astype('float32')
-        metric.add((net(X).argmax(axis=1) == y).sum().asscalar(), y.size)
+        Xs, ys = split_batch(X, y, ctx)
+        metric.add(_correct(forward_shards(net, Xs), ys), y.size)
     return metric[0] / metric[1]
 
 
 def train_ch5(net: gluon.Block, train_iter: Iterable, test_iter: Iterable, batch_size: int,
-              trainer: gluon.Trainer, ctx: mx.Context, num_epochs: int, *,
+              trainer: gluon.Trainer, ctx: Contexts, num_epochs: int, *,
               log: Callable[[str], None] = print, callbacks: Sequence[Callback] = (),
               start_epoch: int = 0, start_metric: Sequence[float] | None = None) -> list[Epoch]:
     """Train ``net`` as the chapter does, print its line each epoch, return the history.
@@ -92,7 +114,7 @@ def train_ch5(net: gluon.Block, train_iter: Iterable, test_iter: Iterable, batch
     A NaN or infinite loss raises ``Diverged`` and leaves no trace: no update from that batch,
     and the BN layers' moving statistics put back as they were before it.
     """
-    log(f"training on {ctx}")
+    log(f"training on {describe(ctx)}")
     loss = gluon.loss.SoftmaxCrossEntropyLoss()
     history = []
     for epoch in range(start_epoch, num_epochs):
@@ -101,20 +123,19 @@ def train_ch5(net: gluon.Block, train_iter: Iterable, test_iter: Iterable, batch
             metric.data = [float(v) for v in start_metric]
         timer = d2l.Timer()
         for X, y in tqdm(train_iter, desc=f"epoch {epoch + 1}", leave=False, disable=None):
-            X, y = X.as_in_context(ctx), y.as_in_context(ctx)
+            Xs, ys = split_batch(X, y, ctx)
             stats_before = snapshot_stats(net)  # the chapter's layer updates them in forward
             with autograd.record():
-                y_hat = net(X)
-                l = loss(y_hat, y).sum()
-            l_sum = l.asscalar()
+                y_hats = forward_shards(net, Xs)
+                ls = [loss(y_hat, y).sum() for y_hat, y in zip(y_hats, ys)]
+            l_sum = sum(l.asscalar() for l in ls)
             batch = int(metric[2] // batch_size) + 1
             if not math.isfinite(l_sum):
                 restore_stats(stats_before)
                 raise Diverged(epoch + 1, batch, l_sum, trainer.learning_rate)
-            l.backward()
+            autograd.backward(ls)
             trainer.step(batch_size)
-            y = y.astype('float32')
-            metric.add(l_sum, (y_hat.argmax(axis=1) == y).sum().asscalar(), y.size)
+            metric.add(l_sum, _correct(y_hats, ys), y.size)
             if any([callback.on_batch_end(epoch + 1, batch) for callback in callbacks]):  # each one sees it
                 raise TrainingInterrupted(epoch, list(metric.data))
         test_acc = evaluate_accuracy(test_iter, net, ctx)

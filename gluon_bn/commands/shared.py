@@ -22,17 +22,19 @@ from mxnet import gluon
 from .. import faults, threads
 from ..bnstate import bn_layers
 from ..checkpoint import Checkpointer
+from ..devices import Contexts, forward_shards, parse_contexts, split_batch
 from ..data import ArrayLoader, load_data_fashion_mnist, read_fashion_mnist
 from ..errors import Diverged, Interrupted, TrainingInterrupted, UsageError
 from ..files import check_writable_dir
 from ..models import LABELS, seeded_lenet
 from ..record import environment
 from ..runtime import compile_net
-from ..training import Callback, Epoch, history_rows, train_ch5, try_gpu
+from ..training import Callback, Epoch, history_rows, make_trainer, train_ch5, try_gpu
 
 __all__ = ["CONTEXTS", "QUICK_ENV", "ModelRun", "RunConfig", "TrainConfig", "prepare", "resolve_context",
            "train_model"]
 
+#: --ctx names for one device; several are listed as kind:index, e.g. cpu:0,cpu:1 (``devices.parse_contexts``).
 CONTEXTS = ("cpu", "gpu", "auto")
 #: Set to 1 to run every command (and the notebooks) on its quick preset: a small real subset.
 QUICK_ENV = "GLUON_BN_QUICK"
@@ -77,8 +79,7 @@ class RunConfig:
         if not 0 < self.lr <= FLOAT32_MAX:
             raise UsageError(f"lr must be positive and at most {FLOAT32_MAX:.3g} (MXNet passes it to "
                              f"its optimizer as float32), got {self.lr!r}")
-        if self.ctx not in CONTEXTS:
-            raise UsageError(f"unknown context {self.ctx!r}: choose from {', '.join(CONTEXTS)}")
+        resolve_context(self.ctx)
         return self
 
     def loaders(self, **changes) -> tuple[ArrayLoader, ArrayLoader]:
@@ -108,8 +109,9 @@ class TrainConfig(RunConfig):
     POSITIVE: ClassVar[tuple[str, ...]] = (*RunConfig.POSITIVE, "epochs")
 
 
-def resolve_context(name: str) -> mx.Context:
-    """'cpu', 'gpu' (must exist) or 'auto' (a GPU when MXNet sees one) to an MXNet context."""
+def resolve_context(name: str) -> Contexts:
+    """'cpu', 'gpu' (must exist) or 'auto' (a GPU when MXNet sees one) to an MXNet context;
+    a list such as 'cpu:0,cpu:1' to a list of contexts (data parallel; one entry: that context)."""
     if name == "cpu":
         return mx.cpu()
     if name == "gpu":
@@ -119,13 +121,20 @@ def resolve_context(name: str) -> mx.Context:
         return mx.gpu(0)
     if name == "auto":
         return try_gpu()
-    raise UsageError(f"unknown context {name!r}: choose from {', '.join(CONTEXTS)}")
+    if ":" not in name:
+        raise UsageError(f"unknown context {name!r}: choose from {', '.join(CONTEXTS)}, "
+                         "or list devices as kind:index, e.g. cpu:0,cpu:1")
+    try:
+        contexts = parse_contexts(name)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return contexts[0] if len(contexts) == 1 else contexts
 
 
-def prepare(config: RunConfig, log: Callable[[str], None] = print) -> tuple[mx.Context, Path, dict]:
+def prepare(config: RunConfig, log: Callable[[str], None] = print) -> tuple[Contexts, Path, dict]:
     """Check everything a run needs before any training: settings, context, --out, data.
 
-    Returns the context, the output folder, and what every record says about the run.
+    Returns the context (a list when several), the output folder, and what every record says about the run.
     """
     config.validate()
     ctx = resolve_context(config.ctx)
@@ -197,7 +206,7 @@ class _Supervisor(Callback):
             self.save(result.epoch)
 
 
-def train_model(norm: str, config: TrainConfig, ctx: mx.Context, log: Callable[[str], None] = print,
+def train_model(norm: str, config: TrainConfig, ctx: Contexts, log: Callable[[str], None] = print,
                 net: gluon.Block | None = None, callbacks: Sequence[Callback] = (),
                 checkpoints: Path | None = None, resume: bool = False, extras: dict | None = None) -> ModelRun:
     """Train one LeNet exactly as the chapter does (a fresh seeded one unless ``net`` is given).
@@ -213,13 +222,13 @@ def train_model(norm: str, config: TrainConfig, ctx: mx.Context, log: Callable[[
     train_iter, test_iter = config.loaders()
     if config.hybridize:
         compile_net(net)
-    trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': config.lr})
+    trainer = make_trainer(net, config.lr)
     ckpt = Checkpointer(checkpoints) if checkpoints is not None else None
     history: list[Epoch] = []
     start_epoch, start_metric = 0, None
     if ckpt is not None and resume and ckpt.exists():
         _check_resumable(ckpt, config)
-        net(next(iter(test_iter))[0].as_in_context(ctx))  # complete deferred shapes before loading
+        forward_shards(net, split_batch(*next(iter(test_iter)), ctx)[0])  # complete deferred shapes before loading
         meta = ckpt.load(net, trainer, ctx)
         train_iter.restore(meta["loader"])
         history = [Epoch(**e) for e in meta["history"]]
@@ -253,8 +262,8 @@ def train_model(norm: str, config: TrainConfig, ctx: mx.Context, log: Callable[[
     run = ModelRun(norm, history, wall_time=time.perf_counter() - start)
     first_bn = bn_layers(net)[:1]  # net[1] in the chapter's LeNet
     if first_bn:
-        run.gamma = first_bn[0].gamma.data().reshape((-1,)).asnumpy().tolist()
-        run.beta = first_bn[0].beta.data().reshape((-1,)).asnumpy().tolist()
+        run.gamma = first_bn[0].gamma.list_data()[0].reshape((-1,)).asnumpy().tolist()
+        run.beta = first_bn[0].beta.list_data()[0].reshape((-1,)).asnumpy().tolist()
     return run
 
 

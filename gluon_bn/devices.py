@@ -1,0 +1,69 @@
+"""Several devices, d2l's way: a ``--ctx`` list, a batch split across the devices, a net run on the shards.
+
+``cpu(0)``, ``cpu(1)``, ... are distinct MXNet contexts, so everything here runs (and is
+tested) on one CPU exactly as it runs on ``gpu(0)``, ``gpu(1)``, ...
+"""
+from __future__ import annotations
+
+from typing import Sequence, Union
+
+import mxnet as mx
+from mxnet import gluon, nd
+
+__all__ = ["Contexts", "as_list", "describe", "forward_shards", "parse_contexts", "split_batch"]
+
+#: One context, or a list of them (data parallel).
+Contexts = Union[mx.Context, Sequence[mx.Context]]
+
+
+def as_list(ctx: Contexts) -> list[mx.Context]:
+    """``ctx`` as a list of contexts (a single one becomes a list of one)."""
+    return [ctx] if isinstance(ctx, mx.Context) else list(ctx)
+
+
+def describe(ctx: Contexts) -> str:
+    """How logs and reports name the devices: ``cpu(0)`` or ``[cpu(0), cpu(1)]``."""
+    contexts = as_list(ctx)
+    return str(contexts[0]) if len(contexts) == 1 else "[" + ", ".join(map(str, contexts)) + "]"
+
+
+def parse_contexts(text: str) -> list[mx.Context]:
+    """A comma-separated list such as ``cpu:0,cpu:1`` or ``gpu:0,gpu:1`` as contexts.
+
+    Raises ValueError naming the problem and the fix: a malformed entry, a duplicate,
+    CPUs mixed with GPUs (their copies would not run at one pace), or a GPU MXNet does not see.
+    """
+    contexts = []
+    for entry in text.split(","):
+        kind, _, index = entry.strip().partition(":")
+        if kind not in ("cpu", "gpu") or not index.isdigit():
+            raise ValueError(f"--ctx {text}: {entry.strip()!r} is not a device; write kind:index, "
+                             "e.g. cpu:0,cpu:1 or gpu:0,gpu:1")
+        contexts.append(mx.Context(kind, int(index)))
+    if len(set(contexts)) != len(contexts):
+        raise ValueError(f"--ctx {text}: a device is listed twice; each shard needs a device of its own")
+    if len({c.device_type for c in contexts}) > 1:
+        raise ValueError(f"--ctx {text}: CPUs and GPUs mixed; list devices of one kind")
+    gpus = [c for c in contexts if c.device_type == "gpu"]
+    visible = mx.context.num_gpus() if gpus else 0
+    missing = [str(c) for c in gpus if c.device_id >= visible]
+    if missing:
+        raise ValueError(f"--ctx {text}: MXNet sees {visible} GPU(s), so {', '.join(missing)} does not exist; "
+                         "list GPUs from gpu:0 up, or use cpu:0,cpu:1")
+    return contexts
+
+
+def split_batch(X: nd.NDArray, y: nd.NDArray, ctx: Contexts) -> tuple[list[nd.NDArray], list[nd.NDArray]]:
+    """One shard of (X, y) per device (gluon's ``split_and_load``); a batch smaller than the
+    device count goes to its first devices, one example each."""
+    contexts = as_list(ctx)[:X.shape[0]]
+    return (gluon.utils.split_and_load(X, contexts, even_split=False),
+            gluon.utils.split_and_load(y, contexts, even_split=False))
+
+
+def forward_shards(net: gluon.Block, shards: Sequence[nd.NDArray]) -> list[nd.NDArray]:
+    """``net`` on every shard: one call per shard, or one call on them all for a net whose
+    layers must see every shard at once (``takes_shards``: synchronized BN)."""
+    if getattr(net, "takes_shards", False):
+        return net(list(shards))
+    return [net(X) for X in shards]
