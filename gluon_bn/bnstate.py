@@ -11,7 +11,8 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon, nd
 
-__all__ = ["bn_layers", "get_stats", "is_bn", "restore_stats", "set_affine", "set_stats", "snapshot_stats"]
+__all__ = ["bn_layers", "device_stats", "get_stats", "is_bn", "restore_stats", "set_affine", "set_device_stats",
+           "set_stats", "snapshot_stats"]
 
 
 def _is_gluon_style(layer: gluon.Block) -> bool:
@@ -49,6 +50,28 @@ def set_stats(layer: gluon.Block, mean, var, ctx: mx.Context) -> None:
         shape, dtype = layer.moving_mean.shape, layer.moving_mean.dtype
         layer.moving_mean = nd.array(np.reshape(mean, shape), ctx=ctx, dtype=dtype)
         layer.moving_var = nd.array(np.reshape(var, shape), ctx=ctx, dtype=dtype)
+
+
+def device_stats(layer: gluon.Block) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The moving mean and variance of every copy the block keeps: one per device for
+    ``nn.BatchNorm`` on several devices, a single one for the chapter's convention."""
+    if not _is_gluon_style(layer):
+        return [get_stats(layer)]
+    return [(m.asnumpy().astype(np.float64), v.asnumpy().astype(np.float64))
+            for m, v in zip(layer.running_mean.list_data(), layer.running_var.list_data())]
+
+
+def set_device_stats(layer: gluon.Block, copies: list, ctx: mx.Context) -> None:
+    """Put back what ``device_stats`` returned (the chapter's single copy goes to ``ctx``)."""
+    if not _is_gluon_style(layer):
+        set_stats(layer, *copies[0], ctx)
+        return
+    for param, which in ((layer.running_mean, 0), (layer.running_var, 1)):
+        if len(copies) != len(param.list_data()):
+            raise ValueError(f"{len(copies)} saved copies of {param.name} for {len(param.list_data())} devices: "
+                             "resume on as many devices as the run was started with")
+        for target, copy in zip(param.list_data(), copies):
+            nd.array(np.reshape(copy[which], param.shape), dtype=param.dtype).copyto(target)
 
 
 def set_affine(layer: gluon.Block, gamma, beta) -> None:

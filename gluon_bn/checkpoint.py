@@ -1,8 +1,9 @@
 """Checkpoints of one model's training: written atomically, read back without pickle.
 
-A checkpoint folder ``ckpt-NNNNNN`` holds the parameters (``net.save_parameters``, MXNet's
-own format), every BN layer's moving statistics, read and written through ``bnstate`` so the
-chapter's NDArray attributes are covered too, and the optimizer's state NDArrays (``nd.save``). ``latest.json`` beside it names the newest
+A checkpoint folder ``ckpt-NNNNNN`` holds the parameters (MXNet's own ``save_parameters`` format,
+the first device's copy), every BN layer's moving statistics on every device, read and written
+through ``bnstate`` so the chapter's NDArray attributes are covered too, and the optimizer's state
+NDArrays (``nd.save``). ``latest.json`` beside it names the newest
 complete folder and carries everything else as JSON: the run's settings, progress, history,
 partial-epoch sums, the batch order's RNG state and the optimizer's update counters.
 A folder is built under a temporary name and renamed into place before ``latest.json`` is
@@ -20,7 +21,8 @@ import mxnet as mx
 from mxnet import gluon, nd
 
 from . import faults
-from .bnstate import bn_layers, get_stats, set_stats
+from .bnstate import bn_layers, device_stats, set_device_stats
+from .devices import Contexts, as_list
 from .files import atomic_write_json
 
 __all__ = ["Checkpointer"]
@@ -55,11 +57,12 @@ class Checkpointer:
         number = (self.meta() or {}).get("number", 0) + 1
         tmp = Path(tempfile.mkdtemp(prefix=".ckpt-", dir=self.directory))
         try:
-            net.save_parameters(str(tmp / "params"))
+            nd.save(str(tmp / "params"), _parameters(net))
             faults.reached("checkpoint", model=self.directory.name, number=number)
-            stats = {f"{i}:{name}": nd.array(value, dtype="float64")
+            stats = {f"{i}:{j}:{name}": nd.array(value, dtype="float64")
                      for i, layer in enumerate(bn_layers(net))
-                     for name, value in zip(("mean", "var"), get_stats(layer))}
+                     for j, copy in enumerate(device_stats(layer))
+                     for name, value in zip(("mean", "var"), copy)}
             nd.save(str(tmp / "stats"), stats)
             arrays, counters = _read_trainer(net, trainer)
             nd.save(str(tmp / "optimizer"), arrays)
@@ -76,19 +79,21 @@ class Checkpointer:
                 shutil.rmtree(old, ignore_errors=True)
         return final
 
-    def load(self, net: gluon.Block, trainer: gluon.Trainer, ctx: mx.Context) -> dict:
+    def load(self, net: gluon.Block, trainer: gluon.Trainer, ctx: Contexts) -> dict:
         """Restore ``net`` and ``trainer`` from the newest checkpoint; return its state."""
         meta = self.meta()
         folder = self.directory / meta["folder"]
         net.load_parameters(str(folder / "params"), ctx=ctx)
         stats = _load_dict(folder / "stats")
         for i, layer in enumerate(bn_layers(net)):
-            set_stats(layer, stats[f"{i}:mean"].asnumpy(), stats[f"{i}:var"].asnumpy(), ctx)
-        _write_trainer(net, trainer, _load_dict(folder / "optimizer"), meta["optimizer"], ctx)
+            copies = sorted({int(key.split(":")[1]) for key in stats if key.startswith(f"{i}:")})
+            set_device_stats(layer, [(stats[f"{i}:{j}:mean"].asnumpy(), stats[f"{i}:{j}:var"].asnumpy())
+                                     for j in copies], as_list(ctx)[0])
+        _write_trainer(net, trainer, _load_dict(folder / "optimizer"), meta["optimizer"], as_list(ctx))
         return meta
 
 
-# -- Where MXNet 1.9.1 keeps a trainer's state. Its public ``Trainer.save_states``/``load_states``
+# -- Where MXNet 1.9.1 keeps a net's parameter names and a trainer's state. Its public ``Trainer.save_states``/``load_states``
 # pickle the updater, and loading a pickle can run code, so checkpoints read and write these
 # private attributes instead. They are reached only in the three functions below;
 # tests/test_checkpoint.py fails loudly if an MXNet release renames them.
@@ -96,6 +101,12 @@ class Checkpointer:
 def _structural_names(net: gluon.Block) -> dict[str, str]:
     """Global parameter name -> its place in the net ('0.weight'), stable across processes."""
     return {param.name: structural for structural, param in net._collect_params_with_prefix().items()}
+
+
+def _parameters(net: gluon.Block) -> dict:
+    """What ``save_parameters`` writes, but the first device's copy: with several devices it writes
+    their mean, which for 3 devices is not the weights to the last bit."""
+    return {structural: param.list_data()[0] for structural, param in net._collect_params_with_prefix().items()}
 
 
 def _read_trainer(net: gluon.Block, trainer: gluon.Trainer) -> tuple[dict, dict]:
@@ -120,8 +131,9 @@ def _read_trainer(net: gluon.Block, trainer: gluon.Trainer) -> tuple[dict, dict]
     return arrays, counters
 
 
-def _write_trainer(net: gluon.Block, trainer: gluon.Trainer, arrays: dict, counters: dict, ctx: mx.Context) -> None:
-    """Put back what ``_read_trainer`` returned."""
+def _write_trainer(net: gluon.Block, trainer: gluon.Trainer, arrays: dict, counters: dict,
+                   contexts: list[mx.Context]) -> None:
+    """Put back what ``_read_trainer`` returned, into the optimizer state beside each device's copy."""
     index_of = {structural: trainer._param2idx[name] for name, structural in _structural_names(net).items()
                 if name in trainer._param2idx}
     optimizer = trainer._optimizer
@@ -130,9 +142,9 @@ def _write_trainer(net: gluon.Block, trainer: gluon.Trainer, arrays: dict, count
     grouped: dict[int, dict] = {}
     for key, array in arrays.items():
         structural, j, n = key.split(":")
-        grouped.setdefault(index_of[structural], {"n": int(n)})[int(j)] = array.as_in_context(ctx)
-    for updater in trainer._updaters:
+        grouped.setdefault(index_of[structural], {"n": int(n)})[int(j)] = array
+    for updater, ctx in zip(trainer._updaters, contexts):
         for index, parts in grouped.items():
-            values = [parts.get(j) for j in range(parts["n"])]
+            values = [None if parts.get(j) is None else parts[j].as_in_context(ctx) for j in range(parts["n"])]
             updater.states[index] = values[0] if parts["n"] == 1 else tuple(values)
             updater.states_synced[index] = True

@@ -12,7 +12,7 @@ from mxnet.gluon import nn
 
 from .bnstate import bn_layers, get_stats, set_stats
 
-__all__ = ["copy_parameters", "copy_state", "model_drift"]
+__all__ = ["copy_parameters", "copy_state", "model_drift", "relative_difference"]
 
 
 def _learnable(net: gluon.Block) -> list[gluon.Parameter]:
@@ -23,10 +23,10 @@ def _learnable(net: gluon.Block) -> list[gluon.Parameter]:
 def copy_parameters(source: gluon.Block, target: gluon.Block) -> None:
     """Give ``target`` the learnable parameters of ``source`` (same architecture, any BN style)."""
     src, dst = _learnable(source), _learnable(target)
-    if [p.data().size for p in src] != [p.data().size for p in dst]:
+    if [p.list_data()[0].size for p in src] != [p.list_data()[0].size for p in dst]:
         raise ValueError("copy_parameters needs two models with the same learnable parameters, in order")
-    for s, d in zip(src, dst):
-        d.set_data(s.data().reshape(d.shape).as_in_context(d.list_ctx()[0]))
+    for s, d in zip(src, dst):  # on several devices every copy is the same; set_data sets them all
+        d.set_data(s.list_data()[0].reshape(d.shape).as_in_context(d.list_ctx()[0]))
 
 
 def copy_state(source: nn.Sequential, target: nn.Sequential) -> None:
@@ -36,7 +36,7 @@ def copy_state(source: nn.Sequential, target: nn.Sequential) -> None:
         set_stats(b, *get_stats(a), ctx=b.gamma.list_ctx()[0])
 
 
-def _rel(a: np.ndarray, b: np.ndarray) -> float:
+def relative_difference(a: np.ndarray, b: np.ndarray) -> float:
     """||a - b|| relative to the larger of ||a||, ||b||."""
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(a), np.linalg.norm(b), 1e-12))
 
@@ -48,14 +48,14 @@ def model_drift(a: nn.Sequential, b: nn.Sequential, probe: nd.NDArray) -> dict:
     the biases before BN, whose gradient is ~0 and norm ~1e-7, do not dominate.
     """
     def weights(net):
-        return np.concatenate([p.data().asnumpy().ravel() for p in _learnable(net)])
+        return np.concatenate([p.list_data()[0].asnumpy().ravel() for p in _learnable(net)])
 
     def stats(net):
         return np.concatenate([s for layer in bn_layers(net) for s in get_stats(layer)] or [np.zeros(0)])
 
     wa, wb = weights(a), weights(b)
     ya, yb = a(probe), b(probe)
-    return {"param_rel_diff": _rel(wa, wb), "param_max_abs_diff": float(np.max(np.abs(wa - wb))),
-            "stats_rel_diff": _rel(stats(a), stats(b)),
+    return {"param_rel_diff": relative_difference(wa, wb), "param_max_abs_diff": float(np.max(np.abs(wa - wb))),
+            "stats_rel_diff": relative_difference(stats(a), stats(b)),
             "logits_max_abs_diff": float(nd.abs(ya - yb).max().asscalar()),
             "prediction_agreement": float((ya.argmax(axis=1) == yb.argmax(axis=1)).mean().asscalar())}

@@ -33,6 +33,8 @@ class Variant:
     options: dict = field(default_factory=dict)
     lr: float | None = None  # None: the run's --lr
     group: str = ""          # rows that belong together (a curve in a sweep)
+    devices: int | None = None     # data parallel over this many devices of the run's kind; None: the run's --ctx
+    batch_size: int | None = None  # global batch; None: the run's --batch-size
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class Exercise:
     details: Callable[[list[dict]], str] | None = None  # an extra Markdown table
     x_axis: str | None = None  # plot against this numeric variant field (lr) instead of bars
     epochs: int = 2            # default epochs per run (the chapter's 5 where it matters)
+    num_train: int | None = None  # default training subset (None: all 60,000)
 
 
 def _mean_std(values) -> tuple[float, float]:
@@ -63,7 +66,8 @@ def summarize(runs: list[dict]) -> list[dict]:
     for name in dict.fromkeys(r["variant"] for r in runs):
         mine = [r for r in runs if r["variant"] == name]
         last = [r["history"][-1] if r["history"] and r["status"] == "trained" else None for r in mine]
-        row = {"variant": name, "group": mine[0]["group"], "lr": mine[0]["lr"], "seeds": len(mine),
+        row = {"variant": name, "group": mine[0]["group"], "lr": mine[0]["lr"], "devices": mine[0].get("devices", 1),
+               "seeds": len(mine),
                "diverged": sum(r["status"] == "diverged" for r in mine)}
         for key in ("loss", "train_acc", "test_acc"):
             row[key], row[key + "_std"] = _mean_std(e[key] if e else None for e in last)
@@ -253,6 +257,38 @@ def _precise_variants(config) -> list[Variant]:
     return [Variant("from scratch", "scratch"), Variant("nn.BatchNorm", "gluon")]
 
 
+# -- 7. devices ---------------------------------------------------------------------------
+
+#: Global batch -> the device counts tried with per-device BN; synchronized BN runs on the most.
+DEVICE_SWEEP = {256: (1, 2, 4, 8), 64: (1, 8)}
+
+
+def _device_variants(config) -> list[Variant]:
+    variants = []
+    for batch, counts in DEVICE_SWEEP.items():
+        variants += [Variant(f"per-device BN, batch {batch} on {k} ({batch // k} each)", "gluon", devices=k,
+                             batch_size=batch, group=f"per-device BN, global batch {batch}") for k in counts]
+        k = max(counts)
+        variants.append(Variant(f"synchronized BN, batch {batch} on {k} ({batch // k} each)", "sync", devices=k,
+                                batch_size=batch, group=f"synchronized BN, global batch {batch}"))
+    return variants
+
+
+def _conclude_devices(summary, runs) -> str:
+    parts = []
+    for batch, counts in DEVICE_SWEEP.items():
+        rows = {r["devices"]: r for r in summary if r["group"] == f"per-device BN, global batch {batch}"}
+        sync = next(r for r in summary if r["group"] == f"synchronized BN, global batch {batch}")
+        k = max(counts)
+        parts.append(f"At global batch {batch}, per-device BN gives test accuracy "
+                     + ", ".join(f"{fmt_mean_std(r['test_acc'], r['test_acc_std'])} on {d} device(s) "
+                                 f"({batch // d} per device)" for d, r in sorted(rows.items()))
+                     + f" (train loss {rows[1]['loss']:.4f} on one, {rows[k]['loss']:.4f} on {k}); "
+                     + _compare_sentence(rows[k], sync, f"synchronizing BN on {k} devices")
+                     + f", train loss {sync['loss']:.4f}")
+    return ". ".join(parts) + "."
+
+
 EXERCISES: dict[str, Exercise] = {e.name: e for e in (
     Exercise("no-bias",
              "Can we remove the bias of the fully connected and convolutional layers before BN? Why?",
@@ -288,4 +324,8 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in (
              "(precise BN) steady it?",
              _precise_variants, _conclude_precise, on_epoch=_precise_on_epoch, details=_details_precise,
              epochs=5),
+    Exercise("devices",
+             "Data parallel: how does BN fare as the per-device batch shrinks, and does synchronizing "
+             "its statistics across devices help?",
+             _device_variants, _conclude_devices, x_axis="devices", num_train=15000),
 )}

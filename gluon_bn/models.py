@@ -1,4 +1,4 @@
-"""The chapter's LeNet, with the from-scratch BatchNorm, Gluon's, none, or the fast one.
+"""The chapter's LeNet, with the from-scratch BatchNorm, Gluon's, none, the fast one, or the synchronized one.
 
 ``lenet(norm)`` is the chapter's model. Its keyword options build the variants the
 chapter's exercises ask about: no bias before BN, BN after the activation or only in
@@ -13,8 +13,10 @@ import numpy as np
 from mxnet import gluon, init
 from mxnet.gluon import nn
 
+from .devices import Contexts, as_list
 from .fast import FastBatchNorm
 from .layers import BatchNorm
+from .sync import ShardedSequential, SyncBatchNorm
 
 __all__ = ["BN_LAYERS", "LABELS", "NORMS", "PLACEMENTS", "WHERE", "lenet", "seeded_lenet"]
 
@@ -23,27 +25,30 @@ BN_LAYERS: dict[str, Callable[..., nn.Block]] = {
     "scratch": lambda c, num_dims: BatchNorm(c, num_dims=num_dims),
     "gluon": lambda c, num_dims, **options: nn.BatchNorm(in_channels=c, **options),
     "fast": lambda c, num_dims: FastBatchNorm(c, num_dims=num_dims),
+    "sync": lambda c, num_dims, num_devices=1: SyncBatchNorm(c, num_dims=num_dims, num_devices=num_devices),
 }
 #: The normalizations ``lenet`` knows, in the order the CLI lists them ("none": the LeNet chapter's, no BN).
-NORMS = ("scratch", "gluon", "none", "fast")
+NORMS = ("scratch", "gluon", "none", "fast", "sync")
 #: How reports and plots name each one.
-LABELS = {"scratch": "from scratch", "gluon": "nn.BatchNorm", "none": "no BN", "fast": "FastBatchNorm"}
+LABELS = {"scratch": "from scratch", "gluon": "nn.BatchNorm", "none": "no BN", "fast": "FastBatchNorm",
+          "sync": "synchronized BN"}
 #: BN before the activation (the chapter) or after it.
 PLACEMENTS = ("before", "after")
 #: Which layers get BN.
 WHERE = ("all", "conv", "dense")
 
 
-def _bn(norm: str, num_features: int, num_dims: int, learn_affine: bool, gluon_options: dict) -> nn.Block:
-    """One BN layer of the requested kind."""
-    layer = BN_LAYERS[norm](num_features, num_dims, **gluon_options)
+def _bn(norm: str, num_features: int, num_dims: int, learn_affine: bool, options: dict) -> nn.Block:
+    """One BN layer of the requested kind (``options`` go to its factory)."""
+    layer = BN_LAYERS[norm](num_features, num_dims, **options)
     if not learn_affine:
         layer.gamma.grad_req = layer.beta.grad_req = 'null'
     return layer
 
 
 def lenet(norm: str = "scratch", *, use_bias: bool = True, placement: str = "before",
-          where: str = "all", learn_affine: bool = True, gluon_options: dict | None = None) -> nn.Sequential:
+          where: str = "all", learn_affine: bool = True, gluon_options: dict | None = None,
+          num_devices: int = 1) -> nn.Sequential:
     """Build the chapter's LeNet; with the defaults and BN, ``net[1]`` is the first BN layer.
 
     A ``HybridSequential`` (a kind of ``nn.Sequential``) when every layer is Gluon's.
@@ -51,7 +56,8 @@ def lenet(norm: str = "scratch", *, use_bias: bool = True, placement: str = "bef
     ``use_bias=False`` drops the bias of the layers BN normalizes (of every hidden layer
     without BN); ``placement='after'`` puts BN
     after the sigmoid; ``where`` limits BN to the conv or the dense layers; ``learn_affine=False``
-    freezes gamma and beta (``grad_req='null'``); ``gluon_options`` go to ``nn.BatchNorm``.
+    freezes gamma and beta (``grad_req='null'``); ``gluon_options`` go to ``nn.BatchNorm``;
+    ``norm='sync'`` synchronizes BN over ``num_devices`` devices (a ``ShardedSequential``).
     """
     if norm not in NORMS:
         raise ValueError(f"unknown norm {norm!r}: choose one of {', '.join(NORMS)}")
@@ -60,8 +66,13 @@ def lenet(norm: str = "scratch", *, use_bias: bool = True, placement: str = "bef
                          f"got {placement!r} and {where!r}")
     if gluon_options and norm != "gluon":
         raise ValueError("gluon_options apply to nn.BatchNorm only: use norm='gluon'")
+    if num_devices != 1 and norm != "sync":
+        raise ValueError(f"num_devices={num_devices} applies to synchronized BN only: use norm='sync' "
+                         "(the other layers need no count; they run on any devices)")
     # With only Gluon's layers the whole net can compile to one graph (``runtime.compile_net``).
-    net = nn.HybridSequential() if norm in ("gluon", "none") else nn.Sequential()
+    net = nn.HybridSequential() if norm in ("gluon", "none") else \
+        ShardedSequential() if norm == "sync" else nn.Sequential()
+    options = gluon_options or ({"num_devices": num_devices} if norm == "sync" else {})
     if norm == "none":
         # The LeNet chapter's baseline: sigmoid activations inside the layers.
         net.add(nn.Conv2D(channels=6, kernel_size=5, activation='sigmoid', use_bias=use_bias),
@@ -77,7 +88,7 @@ def lenet(norm: str = "scratch", *, use_bias: bool = True, placement: str = "bef
         """layer, BN, sigmoid in the requested order (BN left out where not wanted)."""
         with_bn = where == "all" or where == kind
         layer = make_layer(use_bias or not with_bn)
-        bn = _bn(norm, num_features, num_dims, learn_affine, gluon_options or {}) if with_bn else None
+        bn = _bn(norm, num_features, num_dims, learn_affine, options) if with_bn else None
         parts = [layer, bn, nn.Activation('sigmoid')] if placement == "before" else \
             [layer, nn.Activation('sigmoid'), bn]
         return [p for p in parts if p is not None]
@@ -92,15 +103,18 @@ def lenet(norm: str = "scratch", *, use_bias: bool = True, placement: str = "bef
     return net
 
 
-def seeded_lenet(norm: str, ctx: mx.Context, seed: int | None, **options) -> gluon.Block:
-    """The chapter's LeNet with ``norm`` (and ``lenet`` options), Xavier-initialised on ``ctx``.
+def seeded_lenet(norm: str, ctx: Contexts, seed: int | None, **options) -> gluon.Block:
+    """The chapter's LeNet with ``norm`` (and ``lenet`` options), Xavier-initialised on ``ctx`` (one or a list).
 
     MXNet's and NumPy's generators are seeded first, so a CPU run repeats its numbers;
     ``seed=None`` goes on from where they are (for a model whose weights are copied in after).
+    Synchronized BN is built for as many devices as ``ctx`` lists.
     """
     if seed is not None:
         mx.random.seed(seed)
         np.random.seed(seed)
+    if norm == "sync":
+        options.setdefault("num_devices", len(as_list(ctx)))
     net = lenet(norm, **options)
     net.initialize(ctx=ctx, init=init.Xavier())
     return net

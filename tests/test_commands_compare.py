@@ -35,3 +35,18 @@ def test_compare_exits_1_when_an_agreement_fails(tmp_path, real_data_dir, monkey
     assert status == 1
     assert "agreement(s) did not hold" in err and "scratch (8, 3, 2, 2) train output" in err
     assert "Agreements that did not hold" in (tmp_path / "compare.md").read_text()
+
+
+def test_compare_on_two_devices_measures_each_bn_kinds_statistics(tmp_path, real_data_dir, gluon_bn_cli):
+    args = [a if a != "cpu" else "cpu:0,cpu:1" for a in COMPARE_QUICK]
+    result = gluon_bn_cli("compare", *args, "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "## On 2 devices: [cpu(0), cpu(1)]" in result.stdout
+    assert "## Agreement with the float64 reference (cpu(0))" in result.stdout  # layer checks: one device
+    devices = load_record(tmp_path / "compare.json")["results"]["devices"]
+    (sync,), = devices["sync"]["stats_distance"]  # one epoch, one set of statistics
+    (chained,), = devices["scratch"]["stats_distance"]
+    assert sync < 1e-4 < 0.05 < chained  # synchronized: the one-device statistics; chained: far from them
+    assert len(devices["gluon"]["stats_distance"][0]) == 2  # a copy per device
+    assert len(devices["gluon"]["test_acc"]["each_copy"]) == 2 and "mean_of_copies" in devices["gluon"]["test_acc"]
+    assert "each_copy" not in devices["sync"]["test_acc"]

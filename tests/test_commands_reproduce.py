@@ -81,14 +81,14 @@ def test_same_seed_repeats_its_numbers_on_cpu(quick_run, tmp_path, gluon_bn_cli)
 
 # -- interrupted, resumed, refused -------------------------------------------------------------
 
-SETTINGS = {"--epochs": "2", "--num-train": "1024", "--num-test": "256", "--batch-size": "256", "--lr": "1.0",
+SETTINGS = {"--ctx": "cpu", "--epochs": "2", "--num-train": "1024", "--num-test": "256", "--batch-size": "256", "--lr": "1.0",
             "--seed": "11"}
 
 
 def _run(cli, out, *args, fault=None, **changed):
     """``gluon-bn reproduce`` (both models) on a real subset; ``fault`` goes to $GLUON_BN_FAULT."""
     values = {**SETTINGS, **{f"--{k.replace('_', '-')}": v for k, v in changed.items()}}
-    return cli("reproduce", "--ctx", "cpu", "--out", str(out), *[part for item in values.items() for part in item],
+    return cli("reproduce", "--out", str(out), *[part for item in values.items() for part in item],
                *args, fault=fault)
 
 
@@ -152,6 +152,31 @@ def test_ctrl_c_mid_epoch_saves_the_partial_sums_and_resume_gives_the_same_numbe
     assert resumed.returncode == 0, resumed.stderr
     assert "scratch after epoch 1 and 768 examples of epoch 2\n" in resumed.stdout
     assert _histories(tmp_path) == uninterrupted  # epoch 2's numbers add the saved sums to the rest
+
+
+@pytest.mark.parametrize("model, devices", [("gluon", "cpu:0,cpu:1,cpu:2"), ("sync", "cpu:0,cpu:1")])
+def test_several_devices_killed_mid_epoch_then_resumed_give_the_uninterrupted_numbers(model, devices, tmp_path,
+                                                                                       gluon_bn_cli):
+    """nn.BatchNorm keeps a moving-statistics copy per device, and 3 devices' mean of the weights is
+    not the weights to the last bit: the checkpoint must keep each copy and the weights themselves."""
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert _run(gluon_bn_cli, whole, "--model", model, ctx=devices).returncode == 0
+    result = _run(gluon_bn_cli, killed, "--model", model, ctx=devices, fault=f"kill@batch:model={model},epoch=2,batch=3")
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    resumed = _run(gluon_bn_cli, killed, "--model", model, "--resume", ctx=devices)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "training on [cpu(0), cpu(1)" in resumed.stdout and f"{model} after epoch 1\n" in resumed.stdout
+    assert _histories(killed) == _histories(whole)
+    final = [_final_state(out / "checkpoints" / model) for out in (whole, killed)]
+    assert final[0].keys() == final[1].keys() and all(np.array_equal(final[0][k], final[1][k]) for k in final[0])
+    if model == "gluon":  # the copies really differ, so keeping each one is tested
+        assert not np.array_equal(final[0]["stats:0:0:mean"], final[0]["stats:0:1:mean"])
+
+
+def _final_state(checkpoints):
+    """Every array of the newest checkpoint: weights, each device's moving statistics."""
+    folder = checkpoints / json.loads((checkpoints / "latest.json").read_text())["folder"]
+    return {f"{part}:{k}": v.asnumpy() for part in ("params", "stats") for k, v in nd.load(str(folder / part)).items()}
 
 
 @pytest.fixture(scope="module")

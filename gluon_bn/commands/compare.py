@@ -14,6 +14,8 @@ import mxnet as mx
 from mxnet import gluon
 
 from ..comparison import COMPARED, check_layer, known_differences, mode_table
+from ..device_stats import accuracy_per_copy, stat_copies, stats_distance
+from ..devices import Contexts, as_list, describe, forward_shards, split_batch
 from ..drift import copy_parameters, copy_state, model_drift
 from ..files import atomic_write_text
 from ..measurements import time_bn_layers
@@ -21,10 +23,10 @@ from ..models import BN_LAYERS, LABELS, seeded_lenet
 from ..plots import plot_drift, plot_histories
 from ..record import save_record
 from ..tables import markdown_table, shape_text, speed_table
-from ..training import Epoch, OnEpochEnd
+from ..training import Epoch, OnEpochEnd, history_rows
 from .shared import TrainConfig, prepare, train_model
 
-__all__ = ["CHECK_SHAPES", "CompareConfig", "compare_models", "run"]
+__all__ = ["CHECK_SHAPES", "DEVICE_KINDS", "CompareConfig", "compare_devices", "compare_models", "run"]
 
 
 @dataclass
@@ -48,7 +50,8 @@ def compare_models(config: CompareConfig, ctx: mx.Context, log: Callable[[str], 
     """Train the scratch and the Gluon LeNet from the same weights on the same batches.
 
     Returns both histories and, per epoch (0 = the shared start), how far the two models
-    have drifted apart: weights, moving statistics, logits and predictions on a test probe.
+    have drifted apart: weights, moving statistics, logits and predictions on a test probe;
+    also the shared start and each model's moving statistics after every epoch.
     """
     first, second = COMPARED
     nets = {first: seeded_lenet(first, ctx, config.seed), second: seeded_lenet(second, ctx, seed=None)}
@@ -71,17 +74,52 @@ def compare_models(config: CompareConfig, ctx: mx.Context, log: Callable[[str], 
     def measure(epoch: Epoch, net: gluon.Block) -> None:
         drift.append({"epoch": epoch.epoch, **model_drift(snapshots[epoch.epoch], net, probe)})
 
-    runs = {}
+    runs, stats = {}, {first: [], second: []}
     for norm, callback in ((first, snapshot), (second, measure)):
         log(f"\n== {LABELS[norm]} LeNet (shared start) ==")
-        runs[norm] = train_model(norm, config, ctx, log, net=nets[norm], callbacks=[OnEpochEnd(callback)])
-    return {"runs": runs, "drift": drift}
+        keep_stats = OnEpochEnd(lambda _, net, mine=stats[norm]: mine.append(stat_copies(net)[0]))
+        runs[norm] = train_model(norm, config, ctx, log, net=nets[norm], callbacks=[OnEpochEnd(callback), keep_stats])
+    return {"runs": runs, "drift": drift, "start": snapshots[0], "stats": stats}
+
+
+#: The BN kinds run on several devices, each with the one-device LeNet its statistics are held against.
+DEVICE_KINDS = {"scratch": "scratch", "gluon": "gluon", "sync": "scratch"}
+#: What each kind does with its moving statistics on several devices (tests/test_devices.py, test_sync.py).
+MECHANISM = {
+    "scratch": "one set, re-copied to each shard's device in turn: momentum applies once per device, "
+               "each update sees one shard, and the set ends on the last device",
+    "gluon": "one copy per device, each updated from its own shard; `save_parameters` writes their mean",
+    "sync": "one set, updated once per step with the whole batch's mean and variance",
+}
+
+
+def compare_devices(config: CompareConfig, contexts: Contexts, start: gluon.Block, references: Mapping,
+                    log: Callable[[str], None] = print) -> dict:
+    """Train each BN kind on ``contexts`` from ``start``'s weights on the one-device runs' batches.
+
+    Per kind: its history, each statistics copy's distance from the one-device run's after every
+    epoch, and test accuracy as the devices predict, with each copy, and with their mean.
+    """
+    _, test_iter = config.loaders()
+    results = {}
+    for norm, reference in DEVICE_KINDS.items():
+        net = seeded_lenet(norm, contexts, seed=None)
+        forward_shards(net, split_batch(*next(iter(test_iter)), contexts)[0])  # completes deferred shapes
+        copy_parameters(start, net)
+        distances: list = []
+        measure = OnEpochEnd(lambda e, n, d=distances, ref=references[reference]: d.append(stats_distance(n, ref[e.epoch - 1])))
+        log(f"\n== {LABELS[norm]} LeNet on {describe(contexts)} (shared start) ==")
+        trained = train_model(norm, config, contexts, log, net=net, callbacks=[measure])
+        results[norm] = {"history": history_rows(trained.history), "reference": reference,
+                         "stats_distance": distances, "test_acc": accuracy_per_copy(net, test_iter, contexts)}
+    return results
 
 
 def run(config: CompareConfig, log: Callable[[str], None] = print) -> dict:
     """Run every comparison, print its tables, write compare.md, compare.json and plots."""
     config = config.resolved()
-    ctx, out, extra = prepare(config, log)
+    contexts, out, extra = prepare(config, log)
+    ctx = as_list(contexts)[0]  # layer checks, and the one-device LeNets every device count is held against
     started = time.perf_counter()
     layers = {name: BN_LAYERS[name] for name in COMPARED}
     checks = [c for name, factory in layers.items() for shape in CHECK_SHAPES
@@ -97,6 +135,10 @@ def run(config: CompareConfig, log: Callable[[str], None] = print) -> dict:
     plot_histories(histories, curves, title=f"scratch vs nn.BatchNorm LeNet from the same start, {ctx}")
     plot_drift(models["drift"], drift_png)
     model_text = model_sections(histories, models["drift"], speed)
+    devices = None
+    if len(as_list(contexts)) > 1:
+        devices = compare_devices(config, contexts, models["start"], models["stats"], log)
+        model_text += "\n\n" + devices_section(devices, models["runs"], contexts)
     log("\n" + model_text)
     failed = failures(checks, differences, modes)
     text = compare_markdown(layer_text, model_text, failed, extra, config.to_dict(), [curves.name, drift_png.name])
@@ -105,7 +147,7 @@ def run(config: CompareConfig, log: Callable[[str], None] = print) -> dict:
                 {"checks": [c.to_dict() for c in checks], "differences": [d.to_dict() for d in differences],
                  "modes": [m.to_dict() for m in modes],
                  "models": {name: run.to_dict() for name, run in models["runs"].items()},
-                 "drift": models["drift"], "speed": speed},
+                 "drift": models["drift"], "speed": speed, "devices": devices},
                 **extra, failures=failed, wall_time=time.perf_counter() - started)
     log(f"\nwrote {out / 'compare.md'}, {out / 'compare.json'}, {curves} and {drift_png}")
     return {"failures": failed, "checks": checks, "differences": differences, "modes": modes,
@@ -197,6 +239,31 @@ def model_sections(histories: Mapping[str, Sequence], drift: Sequence[Mapping], 
         "## Speed of the two layers",
         "Median milliseconds at LeNet's BN shapes, training mode, ratios to nn.BatchNorm measured in "
         "the same run (a benchmark, not a test).", speed_table(speed)])
+
+
+def devices_section(devices: Mapping, one_device: Mapping, contexts: Contexts) -> str:
+    """Each BN kind on several devices: what it does with its statistics, how far they are, what they predict."""
+    k = len(as_list(contexts))
+    rows = []
+    for norm, r in devices.items():
+        acc = r["test_acc"]
+        rows.append([
+            LABELS[norm], MECHANISM[norm],
+            "; ".join(", ".join(f"{d:.1e}" for d in epoch) for epoch in r["stats_distance"]),
+            f"{r['history'][-1]['loss']:.4f}", f"{acc['as_evaluated']:.3f}",
+            ", ".join(f"{a:.3f}" for a in acc.get("each_copy", [])) or "(one set)",
+            f"{acc['mean_of_copies']:.3f}" if "mean_of_copies" in acc else "(one set)",
+            f"{one_device[r['reference']].history[-1].test_acc:.3f} ({LABELS[r['reference']]})"])
+    return "\n\n".join([
+        f"## On {k} devices: {describe(contexts)}",
+        "Each kind trains from the same start on the same batches as the one-device LeNets above, each "
+        f"batch split {k} ways. 'Distance' is ||copy - one device's|| / max of the two norms over all moving "
+        "statistics, per copy, after each epoch (epochs separated by ';'). Test accuracy as the devices "
+        "predict (each device its shard, with its own copy), with each copy on every device, and with the "
+        "mean of the copies (what `save_parameters` writes), against the one-device LeNet's last epoch.",
+        markdown_table(["BN", "moving statistics on several devices", "distance from one device's, per epoch",
+                        "last loss", "test acc as evaluated", "with each copy", "with their mean",
+                        "one device"], rows)])
 
 
 def failures(checks, differences, modes) -> list[str]:

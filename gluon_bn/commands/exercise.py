@@ -14,6 +14,7 @@ from typing import Callable, ClassVar
 import mxnet as mx
 from mxnet import gluon
 
+from ..devices import Contexts, as_list, describe
 from ..errors import Diverged, UsageError
 from ..exercises import EXERCISES, Exercise, Variant, fmt_mean_std, summarize
 from ..files import atomic_write_text
@@ -22,7 +23,7 @@ from ..record import load_record, save_record
 from ..tables import markdown_table
 from ..training import Callback, Epoch, history_rows
 from ..models import seeded_lenet
-from .shared import TrainConfig, prepare, train_model
+from .shared import TrainConfig, prepare, resolve_context, train_model
 
 __all__ = ["ExerciseConfig", "run", "summary_table"]
 
@@ -62,14 +63,15 @@ class _PerEpoch(Callback):
             self.extras.setdefault("per_epoch", {}).setdefault(key, []).append(value)
 
 
-def _train_variant(exercise: Exercise, variant: Variant, config: ExerciseConfig, ctx: mx.Context, checkpoints,
+def _train_variant(exercise: Exercise, variant: Variant, config: ExerciseConfig, ctx: Contexts, checkpoints,
                    log: Callable[[str], None]) -> dict:
     """Train one variant for one seed (``config.seed``); its record entry, diverged or not."""
     log(f"\n== {variant.name}, seed {config.seed} ==")
     net = seeded_lenet(variant.norm, ctx, config.seed, **variant.options)
     extras: dict = {}
     per_epoch = [_PerEpoch(exercise, config, ctx, extras)] if exercise.on_epoch else []
-    entry = {"variant": variant.name, "group": variant.group, "seed": config.seed, "lr": config.lr}
+    entry = {"variant": variant.name, "group": variant.group, "seed": config.seed, "lr": config.lr,
+             "devices": len(as_list(ctx)), "batch_size": config.batch_size}
     try:
         trained = train_model(variant.norm, config, ctx, log, net=net, callbacks=per_epoch, extras=extras,
                               checkpoints=checkpoints, resume=config.resume)
@@ -91,7 +93,7 @@ def run(config: ExerciseConfig, log: Callable[[str], None] = print) -> dict:
     """
     config = config.resolved().validate()
     exercise = EXERCISES[config.name]
-    config = replace(config, epochs=config.epochs or exercise.epochs)
+    config = replace(config, epochs=config.epochs or exercise.epochs, num_train=config.num_train or exercise.num_train)
     ctx, out, extra = prepare(config, log)
     stem = out / f"exercise-{exercise.name}"
     record_path, markdown_path, plot_path = (stem.with_suffix(s) for s in (".json", ".md", ".png"))
@@ -103,8 +105,9 @@ def run(config: ExerciseConfig, log: Callable[[str], None] = print) -> dict:
     log(f"exercise {exercise.name}: {exercise.question}")
     for variant in exercise.variants(config):
         for seed in range(config.seed, config.seed + config.seeds):
+            settings = variant_config(config, variant, seed, as_list(ctx)[0].device_type)
             runs.append(done.get((variant.name, seed)) or _train_variant(
-                exercise, variant, variant_config(config, variant, seed), ctx,
+                exercise, variant, settings, ctx if variant.devices is None else resolve_context(settings.ctx),
                 out / "checkpoints" / stem.name / f"{_slug(variant.name)}-seed{seed}", log))
             save_record(record_path, "exercise", config.to_dict(), {"runs": runs}, **extra, complete=False,
                         wall_time=time.perf_counter() - started)
@@ -113,11 +116,11 @@ def run(config: ExerciseConfig, log: Callable[[str], None] = print) -> dict:
     table = summary_table(summary)
     details = exercise.details(runs) if exercise.details else ""
     plot_exercise(summary, runs, plot_path, x_axis=exercise.x_axis,
-                  title=f"exercise {exercise.name}: {config.epochs} epochs, {config.seeds} seeds, {ctx}")
+                  title=f"exercise {exercise.name}: {config.epochs} epochs, {config.seeds} seeds, {describe(ctx)}")
     text = "\n\n".join(part for part in (
         f"# Exercise `{exercise.name}`", f"*{exercise.question}*",
         f"{config.epochs} epochs per run, seeds {config.seed}..{config.seed + config.seeds - 1}, lr {config.lr:g} "
-        f"unless the row says otherwise, batch {config.batch_size}, on {ctx}"
+        f"unless the row says otherwise, batch {config.batch_size}, on {describe(ctx)}"
         + (f", first {config.num_train} training and {config.num_test} test images" if config.num_train else "")
         + ". Numbers are the last epoch's, mean ± std over seeds.", table, details,
         f"**Conclusion (from this run's numbers).** {conclusion}", f"![plot]({plot_path.name})") if part)
@@ -131,9 +134,13 @@ def run(config: ExerciseConfig, log: Callable[[str], None] = print) -> dict:
             "markdown": text, "plot": plot_path}
 
 
-def variant_config(config: ExerciseConfig, variant: Variant, seed: int) -> ExerciseConfig:
-    """The run settings for one variant and seed."""
-    return replace(config, seed=seed, lr=variant.lr if variant.lr is not None else config.lr)
+def variant_config(config: ExerciseConfig, variant: Variant, seed: int, kind: str = "cpu") -> ExerciseConfig:
+    """The run settings for one variant and seed (its devices are the first of the run's ``kind``)."""
+    changes = {"seed": seed, "lr": variant.lr if variant.lr is not None else config.lr,
+               "batch_size": variant.batch_size or config.batch_size}
+    if variant.devices is not None:
+        changes["ctx"] = ",".join(f"{kind}:{i}" for i in range(variant.devices))
+    return replace(config, **changes)
 
 
 def summary_table(summary: list[dict]) -> str:

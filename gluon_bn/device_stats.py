@@ -1,0 +1,58 @@
+"""A BN model's moving statistics on several devices: each copy, how far it is from one device's, what each predicts.
+
+The chapter's layer (and FastBatchNorm, and synchronized BN) keep one set of moving statistics;
+``nn.BatchNorm`` keeps one copy per device, and ``save_parameters`` writes their mean. These
+functions let ``gluon-bn compare`` put numbers on that.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+from mxnet import gluon
+
+from .bnstate import bn_layers, device_stats, set_device_stats
+from .devices import Contexts, as_list
+from .drift import relative_difference
+from .training import evaluate_accuracy
+
+__all__ = ["accuracy_per_copy", "stat_copies", "stats_distance"]
+
+
+def stat_copies(net: gluon.Block) -> list[np.ndarray]:
+    """Every copy of the model's moving statistics, each as one vector over all BN layers."""
+    per_layer = [device_stats(layer) for layer in bn_layers(net)]
+    return [np.concatenate([v for copies in per_layer for v in copies[j]]) for j in range(len(per_layer[0]))]
+
+
+def stats_distance(net: gluon.Block, reference: np.ndarray) -> list[float]:
+    """Relative distance of each copy from ``reference`` (one device's statistics, as ``stat_copies`` gives)."""
+    return [relative_difference(copy, reference) for copy in stat_copies(net)]
+
+
+def _with_copies(net: gluon.Block, copies_per_layer: list, data_iter: Iterable, ctx: Contexts) -> float:
+    """Test accuracy with every device given the statistics in ``copies_per_layer``, then put back."""
+    layers = bn_layers(net)
+    saved = [device_stats(layer) for layer in layers]
+    try:
+        for layer, copies in zip(layers, copies_per_layer):
+            set_device_stats(layer, copies, as_list(ctx)[0])
+        return evaluate_accuracy(data_iter, net, ctx)
+    finally:
+        for layer, copies in zip(layers, saved):
+            set_device_stats(layer, copies, as_list(ctx)[0])
+
+
+def accuracy_per_copy(net: gluon.Block, data_iter: Iterable, ctx: Contexts) -> dict:
+    """Test accuracy as the devices predict (each with its own copy), with each copy on every
+    device, and with the mean of the copies (what ``save_parameters`` keeps)."""
+    layers = bn_layers(net)
+    per_layer = [device_stats(layer) for layer in layers]
+    count = len(per_layer[0])
+    result = {"as_evaluated": evaluate_accuracy(data_iter, net, ctx)}
+    if count > 1:
+        result["each_copy"] = [_with_copies(net, [[copies[j]] * count for copies in per_layer], data_iter, ctx)
+                               for j in range(count)]
+        mean = [[tuple(np.mean([c[i] for c in copies], axis=0) for i in (0, 1))] * count for copies in per_layer]
+        result["mean_of_copies"] = _with_copies(net, mean, data_iter, ctx)
+    return result

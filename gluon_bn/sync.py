@@ -1,0 +1,113 @@
+"""Synchronized batch normalization from scratch, in the chapter's style: one batch's statistics across devices.
+
+Data parallelism splits a batch across devices, and a BN layer on each device would see only
+its shard. ``SyncBatchNorm`` takes every shard at once: per-device sums are copied to the first
+device and added, so the mean and the (biased, two-pass) variance are those of the whole batch,
+and autograd's backward runs through the same copies and sums. There are no barriers or threads,
+so it cannot hang (MXNet's ``contrib.nn.SyncBatchNorm`` can: see the README). Its moving
+statistics are kept once, on the first device, and updated once per step.
+
+``ShardedSequential`` runs a Sequential layer by layer over the list of shards, so its
+``SyncBatchNorm`` layers see them all; ``devices.forward_shards`` hands it the list.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from mxnet import autograd, init, nd
+from mxnet.gluon import nn
+
+from .layers import _check_input
+
+__all__ = ["ShardedSequential", "SyncBatchNorm"]
+
+
+class SyncBatchNorm(nn.Block):
+    """The chapter's BatchNorm, normalizing with the statistics of all ``num_devices`` shards together."""
+
+    takes_shards = True
+
+    def __init__(self, num_features: int, num_dims: int, num_devices: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        if num_dims not in (2, 4) or num_features < 1 or num_devices < 1:
+            raise ValueError(f"SyncBatchNorm(num_features={num_features}, num_dims={num_dims}, "
+                             f"num_devices={num_devices}): num_dims is 2 after a Dense layer, 4 after a "
+                             "Conv2D; num_features and num_devices are at least 1")
+        self.num_features, self.num_dims, self.num_devices = num_features, num_dims, num_devices
+        shape = (1, num_features) if num_dims == 2 else (1, num_features, 1, 1)
+        self.gamma = self.params.get('gamma', shape=shape, init=init.One())
+        self.beta = self.params.get('beta', shape=shape, init=init.Zero())
+        self.moving_mean = nd.zeros(shape)
+        self.moving_var = nd.zeros(shape)
+        self.eps, self.momentum = 1e-5, 0.9
+
+    def _check_shards(self, shards: Sequence[nd.NDArray]) -> None:
+        """Name what would make the statistics wrong: shapes, shared devices, a device count other than promised."""
+        contexts = [X.context for X in shards]
+        for X in shards:
+            if X.context not in self.gamma.list_ctx():
+                raise ValueError(f"a shard is on {X.context} but this SyncBatchNorm's parameters are on "
+                                 f"{self.gamma.list_ctx()}: initialize the net with ctx=[the devices]")
+            _check_input(X, self.gamma.data(X.context))
+            if len(X.shape) != self.num_dims or X.shape[1] != self.num_features:
+                raise ValueError(f"SyncBatchNorm({self.num_features}, num_dims={self.num_dims}) got a shard of "
+                                 f"shape {tuple(X.shape)}; check the layer this SyncBatchNorm follows")
+        if len(set(contexts)) != len(contexts):
+            raise ValueError(f"two shards share a device ({contexts}): give each shard its own device "
+                             "(gluon.utils.split_and_load over distinct contexts)")
+        batch = sum(X.shape[0] for X in shards)
+        if autograd.is_training() and len(shards) != min(self.num_devices, batch):
+            raise ValueError(f"SyncBatchNorm(num_devices={self.num_devices}) got {len(shards)} shard(s): build "
+                             f"the net with lenet('sync', num_devices={len(shards)}) or train on "
+                             f"{self.num_devices} devices")
+
+    def forward(self, X):
+        """Normalize one array, or a list of shards (one per device) with their joint statistics."""
+        shards = [X] if isinstance(X, nd.NDArray) else list(X)
+        self._check_shards(shards)
+        if autograd.is_training():
+            outputs = self._train(shards)
+        else:
+            outputs = [self._predict(X) for X in shards]
+        return outputs[0] if isinstance(X, nd.NDArray) else outputs
+
+    def _predict(self, X: nd.NDArray) -> nd.NDArray:
+        ctx = X.context
+        X_hat = (X - self.moving_mean.copyto(ctx)) / nd.sqrt(self.moving_var.copyto(ctx) + self.eps)
+        return self.gamma.data(ctx) * X_hat + self.beta.data(ctx)
+
+    def _train(self, shards: list[nd.NDArray]) -> list[nd.NDArray]:
+        home = shards[0].context
+        axes = (0,) if self.num_dims == 2 else (0, 2, 3)
+        count = sum(X.size // self.num_features for X in shards)
+
+        def total(per_shard):  # per-device sums, added on the first device
+            return nd.add_n(*[s.sum(axis=axes, keepdims=True).as_in_context(home) for s in per_shard])
+
+        mean = total(shards) / count
+        means = [mean.as_in_context(X.context) for X in shards]
+        var = total([(X - m) ** 2 for X, m in zip(shards, means)]) / count
+        outputs = []
+        for X, m in zip(shards, means):
+            ctx = X.context
+            X_hat = (X - m) / nd.sqrt(var.as_in_context(ctx) + self.eps)
+            outputs.append(self.gamma.data(ctx) * X_hat + self.beta.data(ctx))
+        if self.moving_mean.context != home:
+            self.moving_mean, self.moving_var = self.moving_mean.copyto(home), self.moving_var.copyto(home)
+        self.moving_mean = self.momentum * self.moving_mean + (1.0 - self.momentum) * mean
+        self.moving_var = self.momentum * self.moving_var + (1.0 - self.momentum) * var
+        return outputs
+
+
+class ShardedSequential(nn.Sequential):
+    """A Sequential run layer by layer over a list of shards; blocks that ``takes_shards`` get the whole list."""
+
+    takes_shards = True
+
+    def forward(self, x):
+        if isinstance(x, nd.NDArray):
+            return super().forward(x)
+        shards = list(x)
+        for block in self._children.values():
+            shards = block(shards) if getattr(block, "takes_shards", False) else [block(X) for X in shards]
+        return shards
