@@ -17,6 +17,7 @@ from .fast import FastBatchNorm
 from .layers import BatchNorm, batch_norm
 from .models import lenet
 from .precise_bn import recompute_bn_stats
+from .sync import SyncBatchNorm
 from .training import Epoch, evaluate_accuracy, train_ch5, try_gpu
 
 try:
@@ -24,5 +25,5 @@ try:
 except _metadata.PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0+unknown"
 
-__all__ = ["BatchNorm", "DataError", "Epoch", "FastBatchNorm", "GluonBNError", "UsageError", "batch_norm",
+__all__ = ["BatchNorm", "DataError", "Epoch", "FastBatchNorm", "GluonBNError", "SyncBatchNorm", "UsageError", "batch_norm",
            "evaluate_accuracy", "lenet", "load_data_fashion_mnist", "recompute_bn_stats", "train_ch5", "try_gpu"]

@@ -12,11 +12,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
-import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
 from .bnstate import is_bn
+from .devices import Contexts, forward_shards, split_batch
 from .precise_bn import recompute_bn_stats, swap_bn_stats
 from .tables import markdown_table
 from .training import Epoch, evaluate_accuracy
@@ -45,8 +45,8 @@ class Exercise:
     question: str
     variants: Callable[[object], list[Variant]]
     conclude: Callable[[list[dict], list[dict]], str]
-    measure: Callable[[gluon.Block, object, mx.Context], dict] | None = None
-    on_epoch: Callable[[Epoch, gluon.Block, object, mx.Context], dict] | None = None
+    measure: Callable[[gluon.Block, object, Contexts], dict] | None = None
+    on_epoch: Callable[[Epoch, gluon.Block, object, Contexts], dict] | None = None
     details: Callable[[list[dict]], str] | None = None  # an extra Markdown table
     x_axis: str | None = None  # plot against this numeric variant field (lr) instead of bars
     epochs: int = 2            # default epochs per run (the chapter's 5 where it matters)
@@ -99,21 +99,24 @@ def _compare_sentence(a: dict, b: dict, what: str) -> str:
 
 # -- 1. no-bias ---------------------------------------------------------------------------
 
-def _bias_gradients(net: gluon.Block, config, ctx: mx.Context) -> dict:
+def _bias_gradients(net: gluon.Block, config, ctx: Contexts) -> dict:
     """|grad bias| / |grad weight| on one training batch, for each layer with a bias."""
     train_iter, _ = config.loaders(num_train=config.batch_size)
-    X, y = next(iter(train_iter))
+    Xs, ys = split_batch(*next(iter(train_iter)), ctx)
     with autograd.record():
-        l = gluon.loss.SoftmaxCrossEntropyLoss()(net(X.as_in_context(ctx)), y.as_in_context(ctx)).sum()
-    l.backward()
+        ls = [gluon.loss.SoftmaxCrossEntropyLoss()(y_hat, y).sum() for y_hat, y in zip(forward_shards(net, Xs), ys)]
+    autograd.backward(ls)
+
+    def grad_norm(param):  # the whole batch's gradient: summed over the devices
+        return float(np.linalg.norm(sum(g.asnumpy() for g in param.list_grad())))
     ratios = {"before BN": [], "no BN after": []}
     layers = list(net)
     for i, layer in enumerate(layers):
         bias = getattr(layer, "bias", None)
         if bias is not None and bias.grad_req != "null":
             followed = i + 1 < len(layers) and is_bn(layers[i + 1])
-            ratios["before BN" if followed else "no BN after"].append(float(
-                bias.grad().norm().asscalar() / max(layer.weight.grad().norm().asscalar(), 1e-30)))
+            ratios["before BN" if followed else "no BN after"].append(
+                grad_norm(bias) / max(grad_norm(layer.weight), 1e-30))
     return {"bias_grad_ratio": ratios}
 
 
@@ -187,7 +190,7 @@ def _conclude_frozen(summary, runs) -> str:
 
 # -- 6. precise-bn ------------------------------------------------------------------------
 
-def _precise_on_epoch(epoch: Epoch, net: gluon.Block, config, ctx: mx.Context) -> dict:
+def _precise_on_epoch(epoch: Epoch, net: gluon.Block, config, ctx: Contexts) -> dict:
     """Test accuracy with re-estimated statistics, training's own moving averages put back after."""
     train_iter, test_iter = config.loaders(seed=config.seed + 1000 + epoch.epoch)
     saved = swap_bn_stats(net)

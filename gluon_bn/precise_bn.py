@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Iterable
 
-import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
-from .bnstate import bn_layers, get_stats, set_stats
+from .bnstate import bn_layers, device_stats, set_device_stats, set_stats
+from .devices import Contexts, as_list
 from .reference import reduce_axes
 from .runtime import imperative
 
@@ -21,21 +21,22 @@ __all__ = ["recompute_bn_stats", "swap_bn_stats"]
 
 
 def recompute_bn_stats(net: gluon.Block, data_iter: Iterable, num_batches: int | None = 100,
-                       ctx: mx.Context | None = None) -> int:
+                       ctx: Contexts | None = None) -> int:
     """Set each BN layer's moving mean/variance to its input's mean/variance over the data.
 
     The network runs forward in training mode (each BN layer normalizes with its batch's
     statistics, as during training) over up to ``num_batches`` batches; every BN layer's
     input is accumulated in float64, and its moving statistics become the mean and the
     (biased) variance of all those examples. Weights do not change. Works for the chapter's
-    ``BatchNorm`` and ``nn.BatchNorm`` alike; returns the number of examples used.
+    ``BatchNorm`` and ``nn.BatchNorm`` alike; returns the number of examples used. A net on
+    several devices is run on the first (whole batches), and every device gets the result.
     """
     layers = bn_layers(net)
     if not layers:
         raise ValueError("recompute_bn_stats: the net has no BN layer")
     if num_batches is not None and num_batches <= 0:
         raise ValueError(f"num_batches must be positive, got {num_batches}")
-    ctx = ctx or layers[0].gamma.list_ctx()[0]
+    ctx = as_list(ctx)[0] if ctx else layers[0].gamma.list_ctx()[0]
     sums = [None] * len(layers)
     with imperative(net):
         seen = _accumulate(net, layers, data_iter, num_batches, ctx, sums)
@@ -69,14 +70,14 @@ def _accumulate(net, layers, data_iter, num_batches, ctx, sums) -> int:
             X = X.as_in_context(ctx)
             if saved is None:
                 net(X).wait_to_read()  # prediction mode: completes deferred shapes, changes nothing
-                saved = [get_stats(layer) for layer in layers]
+                saved = [device_stats(layer) for layer in layers]
                 handles = [layer.register_forward_pre_hook(hook_for(i)) for i, layer in enumerate(layers)]
             with autograd.train_mode():
                 net(X).wait_to_read()
             seen += X.shape[0]
     except BaseException:
-        for layer, (mean, var) in zip(layers, saved or []):
-            set_stats(layer, mean, var, ctx)
+        for layer, copies in zip(layers, saved or []):
+            set_device_stats(layer, copies, ctx)
         raise
     finally:
         for handle in handles:
@@ -86,13 +87,13 @@ def _accumulate(net, layers, data_iter, num_batches, ctx, sums) -> int:
     return seen
 
 
-def swap_bn_stats(net: gluon.Block, stats: list[tuple[np.ndarray, np.ndarray]] | None = None,
-                  ctx: mx.Context | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Return every BN layer's (mean, var); with ``stats``, put those in their place."""
+def swap_bn_stats(net: gluon.Block, stats: list | None = None, ctx: Contexts | None = None) -> list[list[tuple]]:
+    """Return every BN layer's statistics, a list of (mean, var), one per device copy; with ``stats``
+    (such lists as this returned, or one (mean, var) per layer for every copy), put those in their place."""
     layers = bn_layers(net)
-    current = [get_stats(layer) for layer in layers]
+    current = [device_stats(layer) for layer in layers]
     if stats is not None:
-        ctx = ctx or layers[0].gamma.list_ctx()[0]
-        for layer, (mean, var) in zip(layers, stats):
-            set_stats(layer, mean, var, ctx)
+        ctx = as_list(ctx)[0] if ctx else layers[0].gamma.list_ctx()[0]
+        for layer, copies, now in zip(layers, stats, current):
+            set_device_stats(layer, copies if isinstance(copies, list) else [copies] * len(now), ctx)
     return current

@@ -64,3 +64,14 @@ def test_resumed_precise_bn_keeps_every_epochs_measurement(tmp_path, real_data_d
     resumed = precise(tmp_path / "stopped", resume=True)
     assert all(len(values) == 2 for values in resumed.values())
     assert resumed == uninterrupted
+
+
+@pytest.mark.parametrize("name", ["no-bias", "precise-bn"])
+def test_exercises_with_their_own_measurements_run_on_two_devices(name, tmp_path, real_data_dir):
+    result = run(ExerciseConfig(name=name, quick=True, seeds=1, ctx="cpu:0,cpu:1", out=str(tmp_path)),
+                 log=lambda s: None)
+    runs = result["runs"]
+    assert all(r["status"] == "trained" and r["devices"] == 2 for r in runs)
+    extras = [r["extras"] for r in runs]
+    assert all("bias_grad_ratio" in e for e in extras) if name == "no-bias" else \
+        all(len(e["per_epoch"]["precise_test_acc"]) == 1 for e in extras)

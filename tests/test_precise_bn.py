@@ -32,7 +32,7 @@ def test_recompute_bn_stats_gives_the_population_statistics(norm, real_data_dir)
     logits = net(probe).asnumpy()
     neutral = [(np.zeros_like(mean), np.ones_like(var)) for mean, var in recomputed]
     replaced = swap_bn_stats(net, neutral)
-    for (mean, var), (want_mean, want_var) in zip(replaced, recomputed):
+    for ((mean, var),), (want_mean, want_var) in zip(replaced, recomputed):  # one copy: one device
         np.testing.assert_array_equal(mean, want_mean)
         np.testing.assert_array_equal(var, want_var)
     for layer in bn_layers(net):
@@ -69,3 +69,26 @@ def test_precise_bn_works_on_a_compiled_net_and_leaves_it_compiled(real_data_dir
         np.testing.assert_allclose(m0, m1, rtol=1e-2, atol=1e-3)
         np.testing.assert_allclose(v0, v1, rtol=1e-2, atol=1e-3)
     assert is_compiled(net)
+
+
+def test_swapping_statistics_keeps_each_devices_copy(real_data_dir):
+    from mxnet import autograd, gluon
+    from gluon_bn.bnstate import device_stats
+    from gluon_bn.devices import forward_shards, split_batch
+    ctx = [mx.cpu(0), mx.cpu(1)]
+    net = lenet("gluon")
+    net.initialize(ctx=ctx)
+    train_iter, _ = load_data_fashion_mnist(64, root=real_data_dir, seed=0, num_train=64, num_test=64)
+    Xs, ys = split_batch(*next(iter(train_iter)), ctx)
+    with autograd.record():
+        ls = [gluon.loss.SoftmaxCrossEntropyLoss()(y_hat, y) for y_hat, y in zip(forward_shards(net, Xs), ys)]
+    autograd.backward(ls)  # nn.BatchNorm updates each device's copy from its own shard
+    before = [device_stats(layer) for layer in bn_layers(net)]
+    assert not np.array_equal(before[0][0][0], before[0][1][0])
+    replaced = swap_bn_stats(net, [(np.zeros_like(m), np.ones_like(v)) for (m, v), _ in before], ctx)
+    assert all(np.array_equal(device_stats(layer)[1][0], np.zeros_like(m)) for layer, ((m, _), _) in zip(bn_layers(net), before))
+    swap_bn_stats(net, replaced, ctx)
+    after = [device_stats(layer) for layer in bn_layers(net)]
+    for a, b in zip(before, after):
+        for (am, av), (bm, bv) in zip(a, b):
+            assert np.array_equal(am, bm) and np.array_equal(av, bv)

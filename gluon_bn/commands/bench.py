@@ -34,11 +34,15 @@ OURS_SETUP = "gluon-bn"
 FLAT_MB = 20.0
 
 
+#: The LeNets and BN layers bench times by default.
+BENCHED = tuple(norm for norm in NORMS if norm != "sync")
+
+
 @dataclass
 class BenchConfig(RunConfig):
     """What ``gluon-bn bench`` measures, and how long it takes."""
 
-    models: tuple[str, ...] = NORMS
+    models: tuple[str, ...] = BENCHED  # one device: synchronized BN on one is the chapter's layer
     d2l_models: tuple[str, ...] = ("gluon", "fast")
     sections: tuple[str, ...] = SECTIONS
     repeats: int = 30
@@ -206,6 +210,8 @@ def profile_table(model: str, rows: Sequence[Mapping]) -> str:
 def run(config: BenchConfig, log: Callable[[str], None] = print) -> dict:
     """Run the requested sections; print tables; write bench.json and bench.md into ``config.out``."""
     config = config.resolved()
+    if "," in config.ctx:
+        raise UsageError(f"--ctx {config.ctx}: bench times one device; give one (cpu, gpu, auto or cpu:1)")
     ctx, out, extra = prepare(config, log)
     threads = extra["environment"]["threads"]
     started = time.perf_counter()
@@ -213,7 +219,8 @@ def run(config: BenchConfig, log: Callable[[str], None] = print) -> dict:
     sections = []
     if "layers" in config.sections:
         log("\n== BN layers ==")
-        results["layers"] = time_bn_layers(BN_LAYERS, ctx=ctx, repeats=config.repeats)
+        results["layers"] = time_bn_layers({n: f for n, f in BN_LAYERS.items() if n in BENCHED}, ctx=ctx,
+                                            repeats=config.repeats)
         sections += ["## BN layers", f"Training mode at LeNet's BN shapes, {config.repeats} rounds interleaved layer "
                      "by layer; medians, and ratios to nn.BatchNorm (the fused operator) in this run.",
                      speed_table(results["layers"])]
