@@ -6,17 +6,20 @@ functions let ``gluon-bn compare`` put numbers on that.
 """
 from __future__ import annotations
 
+from itertools import islice
 from typing import Iterable
 
 import numpy as np
-from mxnet import gluon
+from mxnet import autograd, gluon
 
 from .bnstate import bn_layers, device_stats, set_device_stats
-from .devices import Contexts, as_list
-from .drift import relative_difference
+from .devices import Contexts, as_list, forward_shards, split_batch
+from .drift import copy_state, relative_difference
 from .training import evaluate_accuracy
 
-__all__ = ["accuracy_per_copy", "stat_copies", "stats_distance"]
+__all__ = ["accuracy_per_copy", "stat_copies", "statistics_gap", "stats_distance"]
+
+_LOSS = gluon.loss.SoftmaxCrossEntropyLoss()
 
 
 def stat_copies(net: gluon.Block) -> list[np.ndarray]:
@@ -56,3 +59,24 @@ def accuracy_per_copy(net: gluon.Block, data_iter: Iterable, ctx: Contexts) -> d
         mean = [[tuple(np.mean([c[i] for c in copies], axis=0) for i in (0, 1))] * count for copies in per_layer]
         result["mean_of_copies"] = _with_copies(net, mean, data_iter, ctx)
     return result
+
+
+def statistics_gap(clone: gluon.Block, twin: gluon.Block, net: gluon.Block, data_iter: Iterable, ctx: Contexts,
+                   num_batches: int = 20) -> list[float]:
+    """How far each statistics copy drifts from one device's when only the BN mechanism differs.
+
+    ``clone`` (on the devices ``ctx``) and ``twin`` (the same kind of model on one device) both get
+    ``net``'s weights and statistics, then see the same ``num_batches`` training batches forward and
+    backward with the weights held; returns each copy's distance from the twin's statistics.
+    Training's own drift (at lr 1.0 rounding grows into visibly different weights) is left out.
+    """
+    contexts, one = as_list(ctx), twin.collect_params().list_ctx()[0]
+    for model in (clone, twin):
+        copy_state(net, model)
+    for X, y in islice(data_iter, num_batches):
+        for model, where in ((clone, contexts), (twin, one)):
+            Xs, ys = split_batch(X, y, where)
+            with autograd.record():
+                losses = [_LOSS(y_hat, t) for y_hat, t in zip(forward_shards(model, Xs), ys)]
+            autograd.backward(losses)  # nn.BatchNorm updates its CPU statistics in backward
+    return stats_distance(clone, stat_copies(twin)[0])

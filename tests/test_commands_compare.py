@@ -44,9 +44,9 @@ def test_compare_on_two_devices_measures_each_bn_kinds_statistics(tmp_path, real
     assert "## On 2 devices: [cpu(0), cpu(1)]" in result.stdout
     assert "## Agreement with the float64 reference (cpu(0))" in result.stdout  # layer checks: one device
     devices = load_record(tmp_path / "compare.json")["results"]["devices"]
-    (sync,), = devices["sync"]["stats_distance"]  # one epoch, one set of statistics
-    (chained,), = devices["scratch"]["stats_distance"]
+    (sync,), = devices["sync"]["stats_gap"]  # one epoch, one set of statistics
+    (chained,), = devices["scratch"]["stats_gap"]
     assert sync < 1e-4 < 0.05 < chained  # synchronized: the one-device statistics; chained: far from them
-    assert len(devices["gluon"]["stats_distance"][0]) == 2  # a copy per device
+    assert len(devices["gluon"]["stats_gap"][0]) == len(devices["gluon"]["stats_distance"][0]) == 2  # per device
     assert len(devices["gluon"]["test_acc"]["each_copy"]) == 2 and "mean_of_copies" in devices["gluon"]["test_acc"]
     assert "each_copy" not in devices["sync"]["test_acc"]

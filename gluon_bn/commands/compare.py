@@ -14,7 +14,7 @@ import mxnet as mx
 from mxnet import gluon
 
 from ..comparison import COMPARED, check_layer, known_differences, mode_table
-from ..device_stats import accuracy_per_copy, stat_copies, stats_distance
+from ..device_stats import accuracy_per_copy, stat_copies, statistics_gap, stats_distance
 from ..devices import Contexts, as_list, describe, forward_shards, split_batch
 from ..drift import copy_parameters, copy_state, model_drift
 from ..files import atomic_write_text
@@ -36,9 +36,10 @@ class CompareConfig(TrainConfig):
     epochs: int = 3
     steps: int = 3
     speed_repeats: int = 10
+    gap_batches: int = 20  # several devices: batches of the statistics-only comparison after each epoch
 
-    QUICK: ClassVar[dict] = {**TrainConfig.QUICK, "speed_repeats": 2}
-    POSITIVE: ClassVar[tuple[str, ...]] = (*TrainConfig.POSITIVE, "steps", "speed_repeats")
+    QUICK: ClassVar[dict] = {**TrainConfig.QUICK, "speed_repeats": 2, "gap_batches": 4}
+    POSITIVE: ClassVar[tuple[str, ...]] = (*TrainConfig.POSITIVE, "steps", "speed_repeats", "gap_batches")
 
 
 #: Shapes the layer checks run at: LeNet's first conv and first dense BN, and a small batch
@@ -100,18 +101,32 @@ def compare_devices(config: CompareConfig, contexts: Contexts, start: gluon.Bloc
     Per kind: its history, each statistics copy's distance from the one-device run's after every
     epoch, and test accuracy as the devices predict, with each copy, and with their mean.
     """
-    _, test_iter = config.loaders()
+    probe_iter, test_iter = config.loaders(seed=config.seed + 1)
+    probe = next(iter(test_iter))
+
+    def fresh(norm: str, ctx: Contexts) -> gluon.Block:
+        net = seeded_lenet(norm, ctx, seed=None)
+        forward_shards(net, split_batch(*probe, ctx)[0])  # completes deferred shapes
+        return net
+
     results = {}
     for norm, reference in DEVICE_KINDS.items():
-        net = seeded_lenet(norm, contexts, seed=None)
-        forward_shards(net, split_batch(*next(iter(test_iter)), contexts)[0])  # completes deferred shapes
+        net = fresh(norm, contexts)
         copy_parameters(start, net)
         distances: list = []
-        measure = OnEpochEnd(lambda e, n, d=distances, ref=references[reference]: d.append(stats_distance(n, ref[e.epoch - 1])))
+        gaps: list = []
+
+        def measure(epoch: Epoch, trained: gluon.Block, norm=norm, reference=reference, distances=distances,
+                    gaps=gaps) -> None:
+            distances.append(stats_distance(trained, references[reference][epoch.epoch - 1]))
+            gaps.append(statistics_gap(fresh(norm, contexts), fresh(reference, as_list(contexts)[0]), trained,
+                                       probe_iter, contexts, num_batches=config.gap_batches))
+
         log(f"\n== {LABELS[norm]} LeNet on {describe(contexts)} (shared start) ==")
-        trained = train_model(norm, config, contexts, log, net=net, callbacks=[measure])
+        trained = train_model(norm, config, contexts, log, net=net, callbacks=[OnEpochEnd(measure)])
         results[norm] = {"history": history_rows(trained.history), "reference": reference,
-                         "stats_distance": distances, "test_acc": accuracy_per_copy(net, test_iter, contexts)}
+                         "stats_distance": distances, "stats_gap": gaps,
+                         "test_acc": accuracy_per_copy(net, test_iter, contexts)}
     return results
 
 
@@ -249,6 +264,7 @@ def devices_section(devices: Mapping, one_device: Mapping, contexts: Contexts) -
         acc = r["test_acc"]
         rows.append([
             LABELS[norm], MECHANISM[norm],
+            "; ".join(", ".join(f"{d:.1e}" for d in epoch) for epoch in r["stats_gap"]),
             "; ".join(", ".join(f"{d:.1e}" for d in epoch) for epoch in r["stats_distance"]),
             f"{r['history'][-1]['loss']:.4f}", f"{acc['as_evaluated']:.3f}",
             ", ".join(f"{a:.3f}" for a in acc.get("each_copy", [])) or "(one set)",
@@ -257,11 +273,15 @@ def devices_section(devices: Mapping, one_device: Mapping, contexts: Contexts) -
     return "\n\n".join([
         f"## On {k} devices: {describe(contexts)}",
         "Each kind trains from the same start on the same batches as the one-device LeNets above, each "
-        f"batch split {k} ways. 'Distance' is ||copy - one device's|| / max of the two norms over all moving "
-        "statistics, per copy, after each epoch (epochs separated by ';'). Test accuracy as the devices "
-        "predict (each device its shard, with its own copy), with each copy on every device, and with the "
-        "mean of the copies (what `save_parameters` writes), against the one-device LeNet's last epoch.",
-        markdown_table(["BN", "moving statistics on several devices", "distance from one device's, per epoch",
+        f"batch split {k} ways. Distances are ||copy - one device's|| / max of the two norms over all moving "
+        "statistics, per copy, after each epoch (epochs separated by ';'). 'Mechanism' isolates what the layer "
+        "does with its statistics: after each epoch, a copy of the model on the devices and one on one device, "
+        "with the same weights and statistics, see the same training batches with the weights held. 'Run' "
+        "compares with the one-device LeNet trained alongside; it includes training's drift, which at lr 1.0 "
+        "grows from float rounding alone (the two one-device LeNets above drift as far). Test accuracy as the "
+        "devices predict (each device its shard, with its own copy), with each copy on every device, and with "
+        "the mean of the copies (what `save_parameters` writes), against the one-device LeNet's last epoch.",
+        markdown_table(["BN", "moving statistics on several devices", "distance: mechanism", "distance: run",
                         "last loss", "test acc as evaluated", "with each copy", "with their mean",
                         "one device"], rows)])
 
