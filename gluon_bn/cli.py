@@ -14,8 +14,10 @@ from .commands import COMMANDS  # noqa: E402
 from .commands.bench import SECTIONS, BenchConfig  # noqa: E402
 from .commands.compare import CompareConfig  # noqa: E402
 from .commands.exercise import ExerciseConfig  # noqa: E402
+from .commands.launch import LaunchConfig  # noqa: E402
 from .commands.reproduce import ReproduceConfig  # noqa: E402
 from .commands.shared import CONTEXTS  # noqa: E402
+from .distributed import KVSTORES  # noqa: E402
 from .errors import GluonBNError  # noqa: E402
 from .exercises import EXERCISES  # noqa: E402
 from .models import NORMS  # noqa: E402
@@ -92,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     _run_arguments(rep, ReproduceConfig())
     rep.add_argument("--resume", action="store_true",
                      help="continue from the checkpoints in --out (written after every epoch and on Ctrl-C)")
+    rep.add_argument("--kvstore", choices=KVSTORES, default=None,
+                     help="train as one worker of a job over MXNet's parameter server (see gluon-bn launch)")
     cmp_ = sub.add_parser(
         "compare", help="the from-scratch BatchNorm side by side with nn.BatchNorm, every difference explained",
         description="Hold both BN layers to a float64 reference, show each known difference at the "
@@ -120,7 +124,28 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--precise-batches", type=_positive(int), default=ExerciseConfig().precise_batches,
                     help="precise-bn: training batches used to re-estimate the statistics")
     _bench_parser(sub)
+    _launch_parser(sub)
     return parser
+
+
+def _launch_parser(sub) -> None:
+    """``gluon-bn launch``: a job over MXNet's parameter server; the workers' command follows ``--``."""
+    defaults = LaunchConfig()
+    la = sub.add_parser(
+        "launch", help="run a training command data parallel over MXNet's parameter server (kvstore dist_sync)",
+        usage="gluon-bn launch [-h] --workers N [--servers S] [--hosts FILE] [--port P] -- COMMAND ARGS...",
+        description="Start ps-lite's scheduler, the servers and N workers, each running COMMAND (with "
+                    "--kvstore dist_sync); prefix their output with role and rank; stop the whole job when "
+                    "any process fails or on Ctrl-C, and leave no process behind. Without --hosts everything "
+                    "runs on this machine and listens on loopback only.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    la.add_argument("--workers", type=int, required=True, help="worker processes (each trains on its share)")
+    la.add_argument("--servers", type=int, default=defaults.servers, help="parameter-server processes")
+    la.add_argument("--hosts", default=None, help="file with one host per line: workers go round-robin, "
+                                                  "the scheduler and servers on the first (started over --ssh)")
+    la.add_argument("--port", type=_positive(int), default=None, help="the scheduler's port (default: a free one)")
+    la.add_argument("--ssh", default=defaults.ssh, help="how to run a command on a host")
+    la.add_argument("job", nargs=argparse.REMAINDER, metavar="-- COMMAND ARGS", help="the workers' gluon-bn command")
 
 
 def _bench_parser(sub) -> None:
@@ -150,7 +175,8 @@ def _bench_parser(sub) -> None:
 CONFIGS = {"reproduce": (ReproduceConfig, lambda args: {"models": MODEL_CHOICES[args.model]}),
            "compare": (CompareConfig, lambda args: {}),
            "exercise": (ExerciseConfig, lambda args: {}),
-           "bench": (BenchConfig, lambda args: {"models": tuple(args.models), "sections": tuple(args.sections)})}
+           "bench": (BenchConfig, lambda args: {"models": tuple(args.models), "sections": tuple(args.sections)}),
+           "launch": (LaunchConfig, lambda args: {"command": args.job[1:] if args.job[:1] == ["--"] else args.job})}
 
 
 def _listing() -> str:
@@ -186,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("gluon-bn: interrupted", file=sys.stderr)
         return 130
+    if args.command == "launch":
+        return result
     if args.command == "compare" and result["failures"]:
         print(f"gluon-bn: compare: {len(result['failures'])} agreement(s) did not hold: "
               + "; ".join(result["failures"]), file=sys.stderr)

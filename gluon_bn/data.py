@@ -269,6 +269,7 @@ class ArrayLoader:
         self._pass_start: dict | None = None  # RNG state when the pass under way began
         self._position = 0                     # batches handed out in that pass
         self._skip = 0                         # batches to skip at the next pass (resume)
+        self.part = (0, 1)                     # (rank, workers): which part of every batch to hand out
 
     def __len__(self) -> int:
         return -(-len(self.labels) // self.batch_size)
@@ -276,6 +277,12 @@ class ArrayLoader:
     @property
     def num_examples(self) -> int:
         return len(self.labels)
+
+    def shard(self, rank: int, workers: int) -> "ArrayLoader":
+        """Hand out part ``rank`` of ``workers`` of every batch: a worker's share of the global batch,
+        so the workers together see exactly the batches one process sees."""
+        self.part = (rank, workers)
+        return self
 
     def state(self) -> dict:
         """Where the batch order stands, as JSON: resuming it repeats the remaining batches."""
@@ -296,6 +303,8 @@ class ArrayLoader:
         for start in range(first, n, self.batch_size):
             idx = slice(start, start + self.batch_size) if order is None \
                 else order[start:start + self.batch_size]
+            if self.part[1] > 1:
+                idx = np.array_split(np.arange(n)[idx], self.part[1])[self.part[0]]
             X = nd.array(self.images[idx], dtype=np.float32)
             if self.resize:
                 X = nd.contrib.BilinearResize2D(X, height=self.resize, width=self.resize)

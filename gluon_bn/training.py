@@ -14,8 +14,8 @@ from .bnstate import restore_stats, snapshot_stats
 from .devices import Contexts, describe, forward_shards, split_batch
 from .errors import Diverged, TrainingInterrupted
 
-__all__ = ["Callback", "Epoch", "OnEpochEnd", "evaluate_accuracy", "history_rows", "make_trainer", "train_ch5",
-           "try_gpu"]
+__all__ = ["Callback", "Epoch", "OnEpochEnd", "evaluate_accuracy", "history_rows", "learned_parameters", "make_trainer",
+           "train_ch5", "try_gpu"]
 
 #: d2l's: gpu(i) when that GPU exists, else cpu().
 try_gpu = d2l.try_gpu
@@ -56,6 +56,10 @@ class Callback:
         """Batch ``batch`` of epoch ``epoch`` (both from 1) has updated the model; True stops training here."""
         return False
 
+    def on_train_end(self, epoch: int, net: gluon.Block, sums: list[float]) -> None:
+        """Epoch ``epoch``'s training is done, its test pass not yet begun; may change ``sums``
+        (summed loss, correct predictions, examples) in place, e.g. to add up several workers'."""
+
     def on_epoch_end(self, result: Epoch, net: gluon.Block) -> None:
         """The epoch's line was printed; ``net`` is the model after it."""
 
@@ -70,6 +74,11 @@ class OnEpochEnd(Callback):
         self.function(result, net)
 
 
+def learned_parameters(net: gluon.Block) -> dict:
+    """The parameters training updates (a gradient is computed for them): a Trainer's share of the net."""
+    return {name: p for name, p in net.collect_params().items() if p.grad_req != 'null'}
+
+
 def make_trainer(net: gluon.Block, lr: float) -> gluon.Trainer:
     """The chapter's SGD trainer over the parameters training updates; on one device it steps as the chapter's.
 
@@ -78,8 +87,7 @@ def make_trainer(net: gluon.Block, lr: float) -> gluon.Trainer:
     has no gradient, ``nn.BatchNorm``'s moving statistics among them, since its first step would
     broadcast the first device's copy to every device (after ``--resume``, over each device's own).
     """
-    learned = {name: p for name, p in net.collect_params().items() if p.grad_req != 'null'}
-    return gluon.Trainer(learned, 'sgd', {'learning_rate': lr}, update_on_kvstore=False)
+    return gluon.Trainer(learned_parameters(net), 'sgd', {'learning_rate': lr}, update_on_kvstore=False)
 
 
 def _correct(y_hats: Iterable, ys: Iterable) -> float:
@@ -100,7 +108,7 @@ def evaluate_accuracy(data_iter: Iterable, net: gluon.Block, ctx: Contexts | Non
     return metric[0] / metric[1]
 
 
-def train_ch5(net: gluon.Block, train_iter: Iterable, test_iter: Iterable, batch_size: int,
+def train_ch5(net: gluon.Block, train_iter: Iterable, test_iter: Iterable | None, batch_size: int,
               trainer: gluon.Trainer, ctx: Contexts, num_epochs: int, *,
               log: Callable[[str], None] = print, callbacks: Sequence[Callback] = (),
               start_epoch: int = 0, start_metric: Sequence[float] | None = None) -> list[Epoch]:
@@ -112,7 +120,8 @@ def train_ch5(net: gluon.Block, train_iter: Iterable, test_iter: Iterable, batch
     after a batch raises ``TrainingInterrupted`` with the epoch's sums. A resumed run passes
     the epochs done (``start_epoch``) and the sums of a partial epoch (``start_metric``).
     A NaN or infinite loss raises ``Diverged`` and leaves no trace: no update from that batch,
-    and the BN layers' moving statistics put back as they were before it.
+    and the BN layers' moving statistics put back as they were before it. Without a
+    ``test_iter`` (a worker other than the one that reports) the test accuracy is NaN.
     """
     log(f"training on {describe(ctx)}")
     loss = gluon.loss.SoftmaxCrossEntropyLoss()
@@ -122,14 +131,15 @@ def train_ch5(net: gluon.Block, train_iter: Iterable, test_iter: Iterable, batch
         if start_metric is not None and epoch == start_epoch:
             metric.data = [float(v) for v in start_metric]
         timer = d2l.Timer()
+        batch = round(metric[2] / batch_size)  # batches done: a resumed epoch's too
         for X, y in tqdm(train_iter, desc=f"epoch {epoch + 1}", leave=False, disable=None):
+            batch += 1
             Xs, ys = split_batch(X, y, ctx)
             stats_before = snapshot_stats(net)  # the chapter's layer updates them in forward
             with autograd.record():
                 y_hats = forward_shards(net, Xs)
                 ls = [loss(y_hat, y).sum() for y_hat, y in zip(y_hats, ys)]
             l_sum = sum(l.asscalar() for l in ls)
-            batch = int(metric[2] // batch_size) + 1
             if not math.isfinite(l_sum):
                 restore_stats(stats_before)
                 raise Diverged(epoch + 1, batch, l_sum, trainer.learning_rate)
@@ -138,7 +148,9 @@ def train_ch5(net: gluon.Block, train_iter: Iterable, test_iter: Iterable, batch
             metric.add(l_sum, _correct(y_hats, ys), y.size)
             if any([callback.on_batch_end(epoch + 1, batch) for callback in callbacks]):  # each one sees it
                 raise TrainingInterrupted(epoch, list(metric.data))
-        test_acc = evaluate_accuracy(test_iter, net, ctx)
+        for callback in callbacks:
+            callback.on_train_end(epoch + 1, net, metric.data)
+        test_acc = evaluate_accuracy(test_iter, net, ctx) if test_iter is not None else float("nan")
         result = Epoch(epoch + 1, metric[0] / metric[2], metric[1] / metric[2], test_acc,
                        timer.stop())
         history.append(result)

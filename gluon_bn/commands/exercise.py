@@ -120,8 +120,9 @@ def run(config: ExerciseConfig, log: Callable[[str], None] = print) -> dict:
     text = "\n\n".join(part for part in (
         f"# Exercise `{exercise.name}`", f"*{exercise.question}*",
         f"{config.epochs} epochs per run, seeds {config.seed}..{config.seed + config.seeds - 1}, lr {config.lr:g} "
-        f"unless the row says otherwise, batch {config.batch_size}, on {describe(ctx)}"
-        + (f", first {config.num_train} training and {config.num_test} test images" if config.num_train else "")
+        f"unless the row says otherwise, batch {config.batch_size}, on {describe(ctx)} unless the row names devices"
+        + (f", first {config.num_train:,} training images" if config.num_train else "")
+        + (f", first {config.num_test:,} test images" if config.num_test else "")
         + ". Numbers are the last epoch's, mean ± std over seeds.", table, details,
         f"**Conclusion (from this run's numbers).** {conclusion}", f"![plot]({plot_path.name})") if part)
     atomic_write_text(markdown_path, text + "\n")

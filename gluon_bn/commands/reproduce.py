@@ -11,6 +11,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from ..distributed import connect, disconnect
 from ..errors import Diverged, Interrupted, UsageError
 from ..models import LABELS, NORMS
 from ..plots import plot_histories
@@ -34,6 +35,7 @@ class ReproduceConfig(TrainConfig):
 
     models: tuple[str, ...] = ("scratch", "gluon")
     resume: bool = False
+    kvstore: str | None = None  # "dist_sync": one worker of a job started by ``gluon-bn launch``
 
     def validate(self) -> "ReproduceConfig":
         if not self.models:
@@ -41,6 +43,9 @@ class ReproduceConfig(TrainConfig):
         for norm in self.models:
             if norm not in NORMS:
                 raise UsageError(f"unknown model {norm!r}: choose from {', '.join(NORMS)}")
+        if self.kvstore is not None and len(self.models) != 1:
+            raise UsageError(f"--kvstore {self.kvstore} trains one model per job (a process has one kvstore, "
+                             "and a Trainer keys it by its parameters' indices): give --model scratch, gluon, ...")
         super().validate()
         return self
 
@@ -67,16 +72,29 @@ def chapter_table(histories: Mapping[str, Sequence], published: Mapping[str, Map
     return "\n".join(lines)
 
 
+def _quiet(line: str) -> None:
+    """The log of a worker that does not report."""
+
+
 def run(config: ReproduceConfig, log: Callable[[str], None] = print) -> dict:
     """Train each configured model, print the chapter's lines, write record and plot."""
-    config = config.resolved()
+    config = config.resolved().validate()
+    job = connect(config.kvstore) if config.kvstore else None
+    if job is not None:
+        log(f"kvstore {config.kvstore}: worker rank {job.rank} of {job.num_workers}")
+        if job.rank != 0:  # rank 0 reports for the job
+            log = _quiet
     ctx, out, extra = prepare(config, log)
     extra["chapter"] = {"epoch": CHAPTER_EPOCH, "results": CHAPTER}
+    if job is not None:
+        extra["distributed"] = {"kvstore": config.kvstore, "workers": job.num_workers, "servers": job.num_servers}
     started = time.perf_counter()
     runs: dict[str, ModelRun] = {}
     record_path, plot_path = out / "reproduce.json", out / "reproduce.png"
 
     def write_record(**status) -> None:
+        if log is _quiet:
+            return
         save_record(record_path, "reproduce", config.to_dict(), {name: r.to_dict() for name, r in runs.items()},
                     **extra, complete=len(runs) == len(config.models), **status,
                     wall_time=time.perf_counter() - started)
@@ -85,7 +103,7 @@ def run(config: ReproduceConfig, log: Callable[[str], None] = print) -> dict:
         log(f"\n== {LABELS[norm]} LeNet ==")
         try:
             trained = runs[norm] = train_model(norm, config, ctx, log, checkpoints=out / "checkpoints" / norm,
-                                               resume=config.resume)
+                                               resume=config.resume, job=job)
         except Diverged as exc:
             write_record(diverged={"model": norm, "epoch": exc.epoch, "batch": exc.batch, "loss": str(exc.loss)})
             raise
@@ -96,7 +114,11 @@ def run(config: ReproduceConfig, log: Callable[[str], None] = print) -> dict:
             log(f"first BN layer (net[1]) gamma: {np.array2string(np.array(trained.gamma), precision=4)}")
             log(f"first BN layer (net[1]) beta:  {np.array2string(np.array(trained.beta), precision=4)}")
         write_record()
+    if job is not None:
+        disconnect()
     histories = {name: r.history for name, r in runs.items()}
+    if log is _quiet:
+        return {"runs": runs}
     plot_histories(histories, plot_path, reference=CHAPTER, reference_epoch=CHAPTER_EPOCH,
                    title=f"LeNet on Fashion-MNIST, lr {config.lr}, batch {config.batch_size}, {ctx}")
     log("\n" + chapter_table(histories))

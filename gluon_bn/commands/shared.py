@@ -23,6 +23,7 @@ from .. import faults, threads
 from ..bnstate import bn_layers
 from ..checkpoint import Checkpointer
 from ..devices import Contexts, forward_shards, parse_contexts, split_batch
+from ..distributed import Job, WorkerSync
 from ..data import ArrayLoader, load_data_fashion_mnist, read_fashion_mnist
 from ..errors import Diverged, Interrupted, TrainingInterrupted, UsageError
 from ..files import check_writable_dir
@@ -165,11 +166,12 @@ class ModelRun:
     gamma: list[float] = field(default_factory=list)
     beta: list[float] = field(default_factory=list)
     wall_time: float = 0.0
+    workers: list | None = None  # in a kvstore job: per epoch, each worker's time and the BN statistics' spread
 
     def to_dict(self) -> dict:
         return {"history": history_rows(self.history),
                 "first_bn": {"gamma": self.gamma, "beta": self.beta},
-                "wall_time": self.wall_time}
+                "wall_time": self.wall_time, **({"workers": self.workers} if self.workers is not None else {})}
 
 
 #: Settings a checkpoint must share with the run that resumes it.
@@ -193,11 +195,13 @@ def _ctrl_c_as_flag():
 class _Supervisor(Callback):
     """Keeps the history, checkpoints after every epoch, stops at a batch boundary on Ctrl-C."""
 
-    def __init__(self, norm: str, save: Callable[[int], None] | None, history: list[Epoch], requested: list):
-        self.norm, self.save, self.history, self.requested = norm, save, history, requested
+    def __init__(self, norm: str, save: Callable[[int], None] | None, history: list[Epoch], requested: list,
+                 rank: int | None = None):
+        self.norm, self.save, self.history, self.requested, self.rank = norm, save, history, requested, rank
 
     def on_batch_end(self, epoch: int, batch: int) -> bool:
-        faults.reached("batch", model=self.norm, epoch=epoch, batch=batch)
+        where = {} if self.rank is None else {"rank": self.rank}
+        faults.reached("batch", model=self.norm, epoch=epoch, batch=batch, **where)
         return bool(self.requested)
 
     def on_epoch_end(self, result: Epoch, net: gluon.Block) -> None:
@@ -208,7 +212,8 @@ class _Supervisor(Callback):
 
 def train_model(norm: str, config: TrainConfig, ctx: Contexts, log: Callable[[str], None] = print,
                 net: gluon.Block | None = None, callbacks: Sequence[Callback] = (),
-                checkpoints: Path | None = None, resume: bool = False, extras: dict | None = None) -> ModelRun:
+                checkpoints: Path | None = None, resume: bool = False, extras: dict | None = None,
+                job: Job | None = None) -> ModelRun:
     """Train one LeNet exactly as the chapter does (a fresh seeded one unless ``net`` is given).
 
     The batch order depends only on ``config.seed``, so models trained with one config see
@@ -216,19 +221,30 @@ def train_model(norm: str, config: TrainConfig, ctx: Contexts, log: Callable[[st
     ``callbacks`` saw it) and on Ctrl-C (at the next batch boundary); with ``resume`` training
     continues from there. ``extras``, a dict the caller fills per epoch, is saved and restored
     with the checkpoint. A ``Diverged`` error carries the history so far as ``.history``.
+    In a ``job`` (kvstore ``dist_sync``) each worker trains on its share of every batch; rank 0
+    tests, checkpoints and reports, and every worker resumes from rank 0's checkpoint; a stop
+    there is the launcher's, so no partial epoch is saved.
     """
     start = time.perf_counter()
     net = net if net is not None else seeded_lenet(norm, ctx, config.seed)
     train_iter, test_iter = config.loaders()
+    probe = next(iter(test_iter))
+    sync = None
+    if job is not None:
+        train_iter.shard(job.rank, job.num_workers)
+        test_iter = test_iter if job.rank == 0 else None
+        sync = WorkerSync(job)
+        callbacks = [*callbacks, sync]
     if config.hybridize:
         compile_net(net)
-    trainer = make_trainer(net, config.lr)
+    trainer = make_trainer(net, config.lr) if job is None else job.trainer(net, config.lr)
     ckpt = Checkpointer(checkpoints) if checkpoints is not None else None
+    writes = ckpt is not None and (job is None or job.rank == 0)
     history: list[Epoch] = []
     start_epoch, start_metric = 0, None
     if ckpt is not None and resume and ckpt.exists():
         _check_resumable(ckpt, config)
-        forward_shards(net, split_batch(*next(iter(test_iter)), ctx)[0])  # complete deferred shapes before loading
+        forward_shards(net, split_batch(*probe, ctx)[0])  # complete deferred shapes before loading
         meta = ckpt.load(net, trainer, ctx)
         train_iter.restore(meta["loader"])
         history = [Epoch(**e) for e in meta["history"]]
@@ -246,8 +262,9 @@ def train_model(norm: str, config: TrainConfig, ctx: Contexts, log: Callable[[st
                                  "history": history_rows(history), "loader": train_iter.state(),
                                  "extras": extras})
 
-    with _ctrl_c_as_flag() if ckpt is not None else contextlib.nullcontext([]) as requested:
-        supervisor = _Supervisor(norm, save if ckpt is not None else None, history, requested)
+    with _ctrl_c_as_flag() if ckpt is not None and job is None else contextlib.nullcontext([]) as requested:
+        supervisor = _Supervisor(norm, save if writes else None, history, requested,
+                                 rank=None if job is None else job.rank)
         try:
             train_ch5(net, train_iter, test_iter, config.batch_size, trainer, ctx, config.epochs, log=log,
                       callbacks=[*callbacks, supervisor], start_epoch=start_epoch, start_metric=start_metric)
@@ -259,7 +276,8 @@ def train_model(norm: str, config: TrainConfig, ctx: Contexts, log: Callable[[st
             raise Interrupted(f"interrupted during epoch {exc.epoch + 1} of {LABELS[norm]}; its state is "
                               f"saved in {ckpt.directory}: run the same command with --resume to "
                               "continue") from None
-    run = ModelRun(norm, history, wall_time=time.perf_counter() - start)
+    run = ModelRun(norm, history, wall_time=time.perf_counter() - start,
+                   workers=sync.epochs if sync is not None else None)
     first_bn = bn_layers(net)[:1]  # net[1] in the chapter's LeNet
     if first_bn:
         run.gamma = first_bn[0].gamma.list_data()[0].reshape((-1,)).asnumpy().tolist()

@@ -1,0 +1,241 @@
+"""``gluon-bn launch``: a data-parallel job over MXNet's parameter server, started, watched and stopped as one.
+
+Config in; ps-lite's scheduler, the servers and the workers (each a gluon-bn training command with
+``--kvstore dist_sync``) started with MXNet's documented environment (``DMLC_ROLE``,
+``DMLC_PS_ROOT_URI``/``PORT``, ``DMLC_NUM_SERVER``/``WORKER``); every line of their output prefixed
+with the process's role and rank; the exit status out. When any process fails, the rest are stopped
+within seconds and the launcher says which one and how. No process is left behind: each child runs
+in its own process group, dies with the launcher (``PR_SET_PDEATHSIG``), and is killed on the way out.
+MXNet's shipped ``tools/launch.py`` is not used: its dmlc tracker calls ``Thread.isAlive()``, gone
+since Python 3.9, and leaves its scheduler running.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Callable
+
+from ..errors import UsageError
+from ..ps_node import ROLE_ENV
+
+__all__ = ["LaunchConfig", "read_hosts", "run"]
+
+#: The commands a job can run, and what each worker's first line says about its rank.
+COMMANDS = ("reproduce",)
+_RANK_LINE = re.compile(r"^kvstore \S+: worker rank (\d+) of \d+$")
+_HOST = re.compile(r"^[A-Za-z0-9._@-]+$")
+
+
+@dataclass
+class LaunchConfig:
+    """A job: how many workers and servers, where, and the gluon-bn command each worker runs."""
+
+    workers: int = 2
+    servers: int = 1
+    command: list[str] = field(default_factory=list)
+    hosts: str | None = None   # a file with one host per line; None: this machine, on loopback
+    port: int | None = None    # the scheduler's port; None: a free one
+    ssh: str = "ssh"           # how to start a process on another host
+    grace: float = 5.0         # seconds a stopped process gets before kill -9
+
+    @classmethod
+    def field_names(cls) -> set[str]:
+        """The settings this config has (the CLI passes only those)."""
+        return {f.name for f in fields(cls)}
+
+    def validate(self) -> "LaunchConfig":
+        for name in ("workers", "servers"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"--{name} must be at least 1, got {getattr(self, name)}")
+        if not self.command or self.command[0] not in COMMANDS:
+            raise UsageError("give the command each worker runs after --, e.g. "
+                             "gluon-bn launch --workers 2 -- reproduce --model gluon --kvstore dist_sync"
+                             + (f" ({self.command[0]!r} cannot run as a job; choose {', '.join(COMMANDS)})"
+                                if self.command else ""))
+        if "--kvstore" not in self.command:
+            raise UsageError("the workers' command needs --kvstore dist_sync, or each would train alone")
+        return self
+
+
+def read_hosts(path: str) -> list[str]:
+    """The hosts named in ``path``, one per line (blank lines and ``#`` comments skipped)."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as exc:
+        raise UsageError(f"--hosts {path}: cannot read it ({exc.strerror})") from None
+    hosts = []
+    for number, line in enumerate(lines, 1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        if not _HOST.match(text):
+            raise UsageError(f"--hosts {path}, line {number}: {text!r} is not a host name; write one host "
+                             "(name, address or user@host) per line")
+        hosts.append(text)
+    if not hosts:
+        raise UsageError(f"--hosts {path}: no host in it; write one host per line")
+    return hosts
+
+
+def _address(host: str) -> str:
+    """The IP address of ``host`` (``user@`` aside): ps-lite's scheduler binds to it, and binds to addresses only."""
+    name = host.rsplit("@", 1)[-1]
+    try:
+        return socket.gethostbyname(name)
+    except OSError:
+        raise UsageError(f"--hosts: cannot resolve {name!r} here; write the first host as an IP address") from None
+
+
+def _free_port(port: int | None, address: str) -> int:
+    """``port`` if nothing listens there, else a free one the system picks (``port`` None)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((address, port or 0))
+        except OSError:
+            raise UsageError(f"--port {port}: already in use on {address}; choose another, "
+                             "or leave --port out and a free one is picked") from None
+        return probe.getsockname()[1]
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+class _Process:
+    """One node of the job: its process, its label, and a thread copying its output with the label."""
+
+    def __init__(self, role: str, index: int, argv: list[str], env: dict, lock: threading.Lock,
+                 write: Callable[[str], None]):
+        self.role, self.label = role, f"{role} {index}" if role != "worker" else "worker ?"
+        self.process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, start_new_session=True,
+                                        preexec_fn=_die_with_parent)
+        self._lock, self._write = lock, write
+        self.reader = threading.Thread(target=self._copy, daemon=True)
+        self.reader.start()
+
+    def _copy(self) -> None:
+        for raw in self.process.stdout:
+            line = raw.decode(errors="replace").rstrip("\n")
+            rank = _RANK_LINE.match(line)
+            if rank:
+                self.label = f"worker {rank.group(1)}"
+            with self._lock:
+                self._write(f"[{self.label}] {line}")
+
+    def how(self) -> str:
+        code = self.process.returncode
+        return f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
+
+    def signal(self, sig: int) -> None:
+        try:
+            os.killpg(self.process.pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def _node_argv(role: str, command: list[str]) -> list[str]:
+    """What a node runs: a worker its gluon-bn command, the scheduler and servers ``gluon_bn.ps_node``."""
+    if role == "worker":
+        return [sys.executable, "-m", "gluon_bn", *command]
+    return [sys.executable, "-m", "gluon_bn.ps_node"]
+
+
+def _remote(ssh: str, host: str, argv: list[str], env: dict) -> list[str]:
+    """``argv`` with ``env`` on ``host`` through ``ssh``, in this folder (the same checkout must be there)."""
+    settings = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items() if k.startswith(("DMLC_", "OMP_", "PYTHONUNBUFFERED", "GLUON_BN_")))
+    return [*shlex.split(ssh), host, f"cd {shlex.quote(os.getcwd())} && env {settings} {shlex.join(argv)}"]
+
+
+def _say(line: str) -> None:
+    """The launcher's output: every line at once, so a job can be followed as it runs."""
+    print(line, flush=True)
+
+
+def run(config: LaunchConfig, log: Callable[[str], None] = _say) -> int:
+    """Run the job to its end; 0 when every worker finished, non-zero (and the culprit named) otherwise."""
+    config.validate()
+    hosts = read_hosts(config.hosts) if config.hosts else None
+    root = _address(hosts[0]) if hosts else "127.0.0.1"
+    port = _free_port(config.port, "0.0.0.0" if hosts else "127.0.0.1")
+    base = {k: v for k, v in os.environ.items() if k != "PORT"}  # ps-lite binds every node to $PORT if set
+    base.update(DMLC_PS_ROOT_URI=root, DMLC_PS_ROOT_PORT=str(port), DMLC_NUM_SERVER=str(config.servers),
+                DMLC_NUM_WORKER=str(config.workers), PYTHONUNBUFFERED="1")
+    if not hosts:  # one machine: every node listens on loopback only
+        base.update(DMLC_INTERFACE="lo", DMLC_NODE_HOST="127.0.0.1")
+    per_host = -(-config.workers // len(hosts or [root]))
+    threads = str(max(1, (os.cpu_count() or 1) // per_host))
+    lock = threading.Lock()
+    nodes: list[_Process] = []
+    stop: list[str] = []
+    previous = {sig: signal.signal(sig, lambda s, _: stop.append(signal.Signals(s).name))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    log(f"launch: scheduler on {root}:{port}, {config.servers} server(s), {config.workers} worker(s)"
+        + (f" over {len(hosts)} host(s)" if hosts else ", this machine (loopback only)"))
+    try:
+        roles = [("scheduler", 0)] + [("server", i) for i in range(config.servers)] + \
+                [("worker", i) for i in range(config.workers)]
+        for role, index in roles:
+            env = {**base, "DMLC_ROLE" if role == "worker" else ROLE_ENV: role}
+            if role == "worker":
+                env.setdefault("OMP_NUM_THREADS", threads)
+            else:
+                env["OMP_NUM_THREADS"] = "1"
+            argv = _node_argv(role, config.command)
+            host = (hosts[index % len(hosts)] if role == "worker" else root) if hosts else None
+            node = _Process(role, index, _remote(config.ssh, host, argv, env) if host else argv, env, lock, log)
+            log(f"launch: {node.label} started, pid {node.process.pid}" + (f" on {host}" if host else ""))
+            nodes.append(node)
+        return _watch(nodes, config.grace, stop, log)
+    finally:
+        _stop_all(nodes, config.grace)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _watch(nodes: list[_Process], grace: float, stop: list[str], log: Callable[[str], None]) -> int:
+    """Wait for the workers; on a failure or a stop signal end the job and say why."""
+    workers = [n for n in nodes if n.role == "worker"]
+    while True:
+        if stop:
+            log(f"launch: {stop[0]}: stopping the job")
+            return 130
+        failed = next((n for n in nodes if n.process.poll() not in (None, 0)), None)
+        if failed is not None:
+            others = [n for n in nodes if n is not failed and n.process.poll() is None]
+            log(f"launch: {failed.label} (pid {failed.process.pid}) {failed.how()}; stopping the other "
+                f"{len(others)} process(es)")
+            return 1
+        if all(n.process.poll() == 0 for n in workers):
+            deadline = time.monotonic() + 2 * grace  # the scheduler and servers end when the workers have
+            while time.monotonic() < deadline and any(n.process.poll() is None for n in nodes):
+                time.sleep(0.1)
+            for node in nodes:
+                node.reader.join(timeout=grace)
+            log("launch: every worker finished")
+            return 0
+        time.sleep(0.1)
+
+
+def _stop_all(nodes: list[_Process], grace: float) -> None:
+    """SIGTERM every node still running, then SIGKILL what is left after ``grace`` seconds."""
+    for node in nodes:
+        if node.process.poll() is None:
+            node.signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for node in nodes:
+        try:
+            node.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            node.signal(signal.SIGKILL)
+            node.process.wait()
