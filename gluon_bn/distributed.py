@@ -12,6 +12,7 @@ import gc
 import os
 import time
 from dataclasses import dataclass, field
+from typing import Iterable
 
 import mxnet as mx
 import numpy as np
@@ -19,7 +20,8 @@ from mxnet import gluon, nd
 
 from .bnstate import bn_layers, device_stats, set_device_stats
 from .errors import UsageError
-from .training import Callback, Epoch, learned_parameters
+from .precise_bn import recompute_bn_stats, swap_bn_stats
+from .training import Callback, Epoch, evaluate_accuracy, learned_parameters
 
 __all__ = ["KVSTORES", "Job", "ServerSGD", "WorkerSync", "connect", "disconnect", "job"]
 
@@ -129,19 +131,37 @@ def average_bn_stats(job: Job, net: gluon.Block, keys: list | None = None) -> tu
     Returns every worker's statistics before averaging (one row per worker, all layers
     concatenated, as ``gather`` gives them) and the keys to reuse next time.
     """
-    layers = bn_layers(net)
-    mine = [device_stats(layer)[0] for layer in layers]
-    vector = np.concatenate([v for mean_var in mine for v in mean_var])
+    vector = np.concatenate([v for layer in bn_layers(net) for v in device_stats(layer)[0]])
     rows, key = job.gather(vector, None if keys is None else keys[0])
-    mean = rows.mean(axis=0)
-    start = 0
-    for layer, (m, v) in zip(layers, mine):
-        size = m.size
-        averaged = (mean[start:start + size], mean[start + size:start + 2 * size])
-        start += 2 * size
-        copies = len(device_stats(layer))
-        set_device_stats(layer, [averaged] * copies, layer.gamma.list_ctx()[0])
+    _set_stats_vector(net, rows.mean(axis=0))
     return rows, [key]
+
+
+def _set_stats_vector(net: gluon.Block, vector: np.ndarray) -> None:
+    """Give every BN layer (every device's copy) its part of ``vector``: each layer's mean, then variance."""
+    start = 0
+    for layer in bn_layers(net):
+        copies = device_stats(layer)
+        size = copies[0][0].size
+        mean_var = (vector[start:start + size], vector[start + size:start + 2 * size])
+        start += 2 * size
+        set_device_stats(layer, [mean_var] * len(copies), layer.gamma.list_ctx()[0])
+
+
+def statistics_accuracy(net: gluon.Block, rows: np.ndarray, test_iter: Iterable, train_iter: Iterable,
+                        ctx, num_batches: int = 50) -> dict:
+    """Test accuracy with each worker's own statistics, and with statistics re-estimated over
+    ``num_batches`` training batches (``recompute_bn_stats``); the model's statistics are put back."""
+    saved = swap_bn_stats(net)
+    try:
+        per_worker = []
+        for row in rows:
+            _set_stats_vector(net, row)
+            per_worker.append(evaluate_accuracy(test_iter, net, ctx))
+        recompute_bn_stats(net, train_iter, num_batches=num_batches, ctx=ctx)
+        return {"per_worker": per_worker, "re_estimated": evaluate_accuracy(test_iter, net, ctx)}
+    finally:
+        swap_bn_stats(net, saved, ctx)
 
 
 def spread(rows: np.ndarray) -> float:
@@ -157,6 +177,9 @@ class WorkerSync(Callback):
     workers, each worker's training time, and one set of BN statistics (the workers' mean)."""
 
     job: Job
+    test_iter: Iterable | None = None   # the reporting worker's: test accuracy with each worker's statistics
+    train_iter: Iterable | None = None  # batches to re-estimate the statistics from
+    ctx: object = None
     epochs: list = field(default_factory=list)  # per epoch: worker times, BN spread, per-worker stats
     _keys: dict = field(default_factory=dict)
     _started: float = field(default_factory=time.perf_counter)
@@ -173,4 +196,8 @@ class WorkerSync(Callback):
         self.epochs.append(entry)
 
     def on_epoch_end(self, result: Epoch, net: gluon.Block) -> None:
+        entry = self.epochs[-1]
+        if self.test_iter is not None and "worker_stats" in entry:
+            entry["test_acc"] = {"averaged": result.test_acc, **statistics_accuracy(
+                net, np.array(entry["worker_stats"]), self.test_iter, self.train_iter, self.ctx)}
         self._started = time.perf_counter()

@@ -80,8 +80,11 @@ def uninterrupted(tmp_path_factory):
     job = _run(out, "--model", "gluon")
     assert job.returncode == 0, job.stdout[-3000:]
     losses, record = _losses(out, "gluon")
-    spreads = [e["bn_spread"] for e in record["results"]["gluon"]["workers"]]
-    assert all(0 < s < 1 for s in spreads)  # the workers' statistics differ, and are averaged before the test
+    epochs = record["results"]["gluon"]["workers"]
+    assert all(0 < e["bn_spread"] < 1 for e in epochs)  # the workers' statistics differ, and are averaged
+    for e, line in zip(epochs, record["results"]["gluon"]["history"]):
+        assert e["test_acc"]["averaged"] == line["test_acc"]  # the test pass used the averaged statistics
+        assert len(e["test_acc"]["per_worker"]) == 2 and 0 < e["test_acc"]["re_estimated"] <= 1
     return _history(out, "gluon")
 
 

@@ -48,11 +48,12 @@ def test_sync_lenet_on_k_devices_equals_the_chapter_lenet_on_one_step_by_step(k,
         loss_many, grads_many = _step(many, X, y, contexts)
         loss_one, grads_one = _step(one, X, y, mx.cpu(0))
         assert abs(loss_many - loss_one) <= 1e-5 * abs(loss_one)
-        # Rounding noise scales with the largest gradient: the biases before BN have a true gradient
-        # of 0, and get ~4e-5 of the largest as noise (measured under all three regimes).
+        # Compared as whole tensors: rounding can flip which of two nearly equal inputs a max-pool
+        # window picks, moving one element's gradient (seen once: 0.01 in a tensor of norm ~50); and the
+        # biases before BN have a true gradient of 0, so they get noise at ~4e-5 of the largest gradient.
         scale = max(np.abs(b).max() for b in grads_one)
         for a, b in zip(grads_many, grads_one):
-            np.testing.assert_allclose(a, b, rtol=1e-3, atol=2e-4 * scale)
+            assert np.linalg.norm(a - b) <= 1e-3 * np.linalg.norm(b) + 2e-4 * scale
         np.testing.assert_allclose(_stats(many), _stats(one), rtol=1e-4, atol=1e-4)
         trainer.step(128)
 

@@ -233,7 +233,8 @@ def train_model(norm: str, config: TrainConfig, ctx: Contexts, log: Callable[[st
     if job is not None:
         train_iter.shard(job.rank, job.num_workers)
         test_iter = test_iter if job.rank == 0 else None
-        sync = WorkerSync(job)
+        sync = WorkerSync(job, test_iter, config.loaders(seed=config.seed + 1000)[0], ctx) if job.rank == 0 \
+            else WorkerSync(job)
         callbacks = [*callbacks, sync]
     if config.hybridize:
         compile_net(net)
