@@ -10,7 +10,7 @@ from typing import Sequence, Union
 import mxnet as mx
 from mxnet import gluon, nd
 
-__all__ = ["Contexts", "as_list", "describe", "forward_shards", "parse_contexts", "split_batch"]
+__all__ = ["Contexts", "as_list", "check_threads", "describe", "forward_shards", "parse_contexts", "split_batch"]
 
 #: One context, or a list of them (data parallel).
 Contexts = Union[mx.Context, Sequence[mx.Context]]
@@ -51,6 +51,16 @@ def parse_contexts(text: str) -> list[mx.Context]:
         raise ValueError(f"--ctx {text}: MXNet sees {visible} GPU(s), so {', '.join(missing)} does not exist; "
                          "list GPUs from gpu:0 up, or use cpu:0,cpu:1")
     return contexts
+
+
+def check_threads(contexts: list[mx.Context], operator_threads: int) -> None:
+    """Refuse a set-up that can hang: several CPU contexts, oneDNN off and more than one operator thread."""
+    from . import threads
+    cpus = [c for c in contexts if c.device_type == "cpu"]
+    if len(cpus) > 1 and not threads.onednn() and operator_threads > 1:
+        raise ValueError(f"{len(cpus)} CPU contexts with MXNET_MKLDNN_ENABLED=0 and {operator_threads} operator "
+                         "threads can hang MXNet 1.9.1 (OpenMP regions of two contexts at once): use --threads 1, "
+                         "or leave oneDNN on")
 
 
 def split_batch(X: nd.NDArray, y: nd.NDArray, ctx: Contexts) -> tuple[list[nd.NDArray], list[nd.NDArray]]:

@@ -42,10 +42,24 @@ def configure() -> str:
         warnings.warn(f"MXNet was imported before gluon_bn, so its CPU operators keep MXNet's default thread "
                       f"count (half the logical CPUs on x86); import gluon_bn first, or set {ENV}="
                       f"{logical_cpus()} before starting Python, to use all {logical_cpus()}", stacklevel=3)
+    elif not onednn():
+        os.environ[ENV] = "1"
+        _chosen_by = "gluon-bn (one thread: oneDNN is off, see threads.onednn)"
     else:
         os.environ[ENV] = str(logical_cpus())
         _chosen_by = "gluon-bn (one thread per logical CPU)"
     return _chosen_by
+
+
+def onednn() -> bool:
+    """Whether MXNet's oneDNN operators are on (``MXNET_MKLDNN_ENABLED`` unset or not 0).
+
+    With them off, MXNet 1.9.1 can hang for good when operators of two CPU contexts run OpenMP
+    regions at once with more than one thread (seen here: the synchronized LeNet on cpu(0),
+    cpu(1), 2 threads, 3 runs of 3), so gluon-bn then defaults to one thread, and a data-parallel
+    run on several CPUs with more is refused (``devices.check_threads``).
+    """
+    return os.environ.get("MXNET_MKLDNN_ENABLED", "1") != "0"
 
 
 class _Context(ctypes.Structure):

@@ -26,9 +26,22 @@ SETUP = "import json, gluon_bn; from gluon_bn import threads; print(json.dumps(t
 
 
 def test_import_gluon_bn_gives_mxnet_one_thread_per_logical_cpu():
-    got = _python(SETUP)
+    got = _python(SETUP, MXNET_MKLDNN_ENABLED="1")
     assert got["operator_threads"] == got["logical_cpus"] == threads.logical_cpus()
     assert got["OMP_NUM_THREADS"] == str(threads.logical_cpus()) and got["chosen_by"].startswith("gluon-bn")
+
+
+def test_with_onednn_off_the_default_is_one_thread():
+    got = _python(SETUP, MXNET_MKLDNN_ENABLED="0", MXNET_STORAGE_FALLBACK_LOG_VERBOSE="0")
+    assert got["operator_threads"] == 1 and "oneDNN is off" in got["chosen_by"]
+
+
+def test_several_cpus_with_onednn_off_and_more_threads_are_refused_not_hung(tmp_path, gluon_bn_cli):
+    env = {**os.environ, "MXNET_MKLDNN_ENABLED": "0", "MXNET_STORAGE_FALLBACK_LOG_VERBOSE": "0", threads.ENV: "2"}
+    result = gluon_bn_cli("reproduce", "--ctx", "cpu:0,cpu:1", "--out", str(tmp_path), env=env)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "MXNET_MKLDNN_ENABLED=0 and 2 operator threads can hang MXNet 1.9.1" in result.stderr
+    assert "use --threads 1" in result.stderr
 
 
 def test_omp_num_threads_in_the_environment_wins():
@@ -65,7 +78,7 @@ def test_the_test_suite_runs_with_the_set_up_it_reports():
 def test_cli_threads_mean_operator_threads_and_the_record_says_so(given, tmp_path, gluon_bn_cli, real_data_dir):
     args = ["reproduce", "--model", "gluon", "--quick", "--ctx", "cpu", "--out", str(tmp_path)]
     result = gluon_bn_cli(*args, *(["--threads", str(given)] if given else []), env={
-        k: v for k, v in os.environ.items() if k != threads.ENV})
+        **{k: v for k, v in os.environ.items() if k != threads.ENV}, "MXNET_MKLDNN_ENABLED": "1"})
     assert result.returncode == 0, result.stderr
     record = json.loads((tmp_path / "reproduce.json").read_text())
     setup = record["environment"]["threads"]

@@ -22,7 +22,7 @@ from mxnet import gluon
 from .. import faults, threads
 from ..bnstate import bn_layers
 from ..checkpoint import Checkpointer
-from ..devices import Contexts, forward_shards, parse_contexts, split_batch
+from ..devices import Contexts, as_list, check_threads, forward_shards, parse_contexts, split_batch
 from ..distributed import Job, WorkerSync
 from ..data import ArrayLoader, load_data_fashion_mnist, read_fashion_mnist
 from ..errors import Diverged, Interrupted, TrainingInterrupted, UsageError
@@ -152,6 +152,10 @@ def prepare(config: RunConfig, log: Callable[[str], None] = print) -> tuple[Cont
         raise UsageError(f"threads {config.threads}: MXNet's CPU operators run with {thread_setup['operator_threads']}, "
                          f"fixed when MXNet loaded; set {threads.ENV}={config.threads} before starting Python "
                          "(the gluon-bn command's --threads does that for you)")
+    try:
+        check_threads(as_list(ctx), thread_setup["operator_threads"])
+    except ValueError as exc:
+        raise UsageError(f"--ctx {config.ctx}: {exc}") from None
     extra = {"environment": {**environment(ctx), "threads": thread_setup},
              "data": {"directory": str(data.directory), "release": data.release}}
     return ctx, out, extra
