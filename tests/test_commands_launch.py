@@ -102,14 +102,20 @@ def test_a_worker_killed_mid_epoch_stops_the_job_and_resume_continues(uninterrup
     assert _history(tmp_path, "gluon") == uninterrupted
 
 
-def test_the_server_killed_stops_the_job_within_seconds_and_resume_continues(uninterrupted, tmp_path):
-    launcher = subprocess.Popen(_launch(tmp_path, "--model", "gluon"), stdout=subprocess.PIPE,
+def _launch_until(out, start: str):
+    """A running job of the Gluon LeNet, and its output up to the first line that starts with ``start``."""
+    launcher = subprocess.Popen(_launch(out, "--model", "gluon"), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, env=_env())
     lines = []
     for line in launcher.stdout:
         lines.append(line)
-        if line.startswith("[worker 0] epoch 1,"):
+        if line.startswith(start):
             break
+    return launcher, lines
+
+
+def test_the_server_killed_stops_the_job_within_seconds_and_resume_continues(uninterrupted, tmp_path):
+    launcher, lines = _launch_until(tmp_path, "[worker 0] epoch 1,")
     server = int(re.search(r"server 0 started, pid (\d+)", "".join(lines)).group(1))
     os.kill(server, signal.SIGKILL)
     killed_at = time.monotonic()
@@ -125,13 +131,7 @@ def test_the_server_killed_stops_the_job_within_seconds_and_resume_continues(uni
 
 
 def test_ctrl_c_stops_the_whole_job(tmp_path):
-    launcher = subprocess.Popen(_launch(tmp_path, "--model", "gluon"), stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, env=_env())
-    lines = []
-    for line in launcher.stdout:
-        lines.append(line)
-        if line.startswith("[worker 0] training on"):
-            break
+    launcher, lines = _launch_until(tmp_path, "[worker 0] training on")
     launcher.send_signal(signal.SIGINT)
     rest, _ = launcher.communicate(timeout=60)
     text = "".join(lines) + rest
