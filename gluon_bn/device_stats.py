@@ -12,9 +12,10 @@ from typing import Iterable
 import numpy as np
 from mxnet import autograd, gluon
 
-from .bnstate import bn_layers, device_stats, set_device_stats
+from .bnstate import bn_layers, device_stats
 from .devices import Contexts, as_list, forward_shards, split_batch
 from .drift import copy_state, relative_difference
+from .precise_bn import swap_bn_stats
 from .training import evaluate_accuracy
 
 __all__ = ["accuracy_per_copy", "stat_copies", "statistics_gap", "stats_distance"]
@@ -35,15 +36,11 @@ def stats_distance(net: gluon.Block, reference: np.ndarray) -> list[float]:
 
 def _with_copies(net: gluon.Block, copies_per_layer: list, data_iter: Iterable, ctx: Contexts) -> float:
     """Test accuracy with every device given the statistics in ``copies_per_layer``, then put back."""
-    layers = bn_layers(net)
-    saved = [device_stats(layer) for layer in layers]
+    saved = swap_bn_stats(net, copies_per_layer, ctx)
     try:
-        for layer, copies in zip(layers, copies_per_layer):
-            set_device_stats(layer, copies, as_list(ctx)[0])
         return evaluate_accuracy(data_iter, net, ctx)
     finally:
-        for layer, copies in zip(layers, saved):
-            set_device_stats(layer, copies, as_list(ctx)[0])
+        swap_bn_stats(net, saved, ctx)
 
 
 def accuracy_per_copy(net: gluon.Block, data_iter: Iterable, ctx: Contexts) -> dict:

@@ -10,6 +10,8 @@ from typing import Sequence, Union
 import mxnet as mx
 from mxnet import gluon, nd
 
+from . import threads
+
 __all__ = ["Contexts", "as_list", "check_threads", "describe", "forward_shards", "parse_contexts", "split_batch"]
 
 #: One context, or a list of them (data parallel).
@@ -55,7 +57,6 @@ def parse_contexts(text: str) -> list[mx.Context]:
 
 def check_threads(contexts: list[mx.Context], operator_threads: int) -> None:
     """Refuse a set-up that can hang: several CPU contexts, oneDNN off and more than one operator thread."""
-    from . import threads
     cpus = [c for c in contexts if c.device_type == "cpu"]
     if len(cpus) > 1 and not threads.onednn() and operator_threads > 1:
         raise ValueError(f"{len(cpus)} CPU contexts with MXNET_MKLDNN_ENABLED=0 and {operator_threads} operator "

@@ -19,6 +19,7 @@ import numpy as np
 from mxnet import gluon, nd
 
 from .bnstate import bn_layers, device_stats, set_device_stats
+from .device_stats import stat_copies
 from .errors import UsageError
 from .precise_bn import recompute_bn_stats, swap_bn_stats
 from .training import Callback, Epoch, evaluate_accuracy, learned_parameters
@@ -131,8 +132,7 @@ def average_bn_stats(job: Job, net: gluon.Block, keys: list | None = None) -> tu
     Returns every worker's statistics before averaging (one row per worker, all layers
     concatenated, as ``gather`` gives them) and the keys to reuse next time.
     """
-    vector = np.concatenate([v for layer in bn_layers(net) for v in device_stats(layer)[0]])
-    rows, key = job.gather(vector, None if keys is None else keys[0])
+    rows, key = job.gather(stat_copies(net)[0], None if keys is None else keys[0])
     _set_stats_vector(net, rows.mean(axis=0))
     return rows, [key]
 

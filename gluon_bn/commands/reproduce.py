@@ -72,18 +72,15 @@ def chapter_table(histories: Mapping[str, Sequence], published: Mapping[str, Map
     return "\n".join(lines)
 
 
-def _quiet(line: str) -> None:
-    """The log of a worker that does not report."""
-
-
 def run(config: ReproduceConfig, log: Callable[[str], None] = print) -> dict:
     """Train each configured model, print the chapter's lines, write record and plot."""
     config = config.resolved().validate()
     job = connect(config.kvstore) if config.kvstore else None
+    reports = job is None or job.rank == 0  # rank 0 reports for the job
     if job is not None:
         log(f"kvstore {config.kvstore}: worker rank {job.rank} of {job.num_workers}")
-        if job.rank != 0:  # rank 0 reports for the job
-            log = _quiet
+        if not reports:
+            log = lambda _: None  # noqa: E731
     ctx, out, extra = prepare(config, log)
     extra["chapter"] = {"epoch": CHAPTER_EPOCH, "results": CHAPTER}
     if job is not None:
@@ -93,7 +90,7 @@ def run(config: ReproduceConfig, log: Callable[[str], None] = print) -> dict:
     record_path, plot_path = out / "reproduce.json", out / "reproduce.png"
 
     def write_record(**status) -> None:
-        if log is _quiet:
+        if not reports:
             return
         save_record(record_path, "reproduce", config.to_dict(), {name: r.to_dict() for name, r in runs.items()},
                     **extra, complete=len(runs) == len(config.models), **status,
@@ -117,7 +114,7 @@ def run(config: ReproduceConfig, log: Callable[[str], None] = print) -> dict:
     if job is not None:
         disconnect()
     histories = {name: r.history for name, r in runs.items()}
-    if log is _quiet:
+    if not reports:
         return {"runs": runs}
     plot_histories(histories, plot_path, reference=CHAPTER, reference_epoch=CHAPTER_EPOCH,
                    title=f"LeNet on Fashion-MNIST, lr {config.lr}, batch {config.batch_size}, {ctx}")

@@ -231,12 +231,12 @@ def train_model(norm: str, config: TrainConfig, ctx: Contexts, log: Callable[[st
     """
     start = time.perf_counter()
     net = net if net is not None else seeded_lenet(norm, ctx, config.seed)
-    train_iter, test_iter = config.loaders()
-    probe = next(iter(test_iter))
+    train_iter, all_tests = config.loaders()
+    test_iter = all_tests
     sync = None
     if job is not None:
         train_iter.shard(job.rank, job.num_workers)
-        test_iter = test_iter if job.rank == 0 else None
+        test_iter = all_tests if job.rank == 0 else None
         sync = WorkerSync(job, test_iter, config.loaders(seed=config.seed + 1000)[0], ctx) if job.rank == 0 \
             else WorkerSync(job)
         callbacks = [*callbacks, sync]
@@ -249,7 +249,7 @@ def train_model(norm: str, config: TrainConfig, ctx: Contexts, log: Callable[[st
     start_epoch, start_metric = 0, None
     if ckpt is not None and resume and ckpt.exists():
         _check_resumable(ckpt, config)
-        forward_shards(net, split_batch(*probe, ctx)[0])  # complete deferred shapes before loading
+        forward_shards(net, split_batch(*next(iter(all_tests)), ctx)[0])  # complete deferred shapes before loading
         meta = ckpt.load(net, trainer, ctx)
         train_iter.restore(meta["loader"])
         history = [Epoch(**e) for e in meta["history"]]
