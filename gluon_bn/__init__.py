@@ -20,6 +20,8 @@ from .precise_bn import recompute_bn_stats
 from .sync import SyncBatchNorm
 from .training import Epoch, evaluate_accuracy, train_ch5, try_gpu
 
+_threads.serial_python_thread()  # MXNet's copies on this thread must not start a second OpenMP team
+
 try:
     __version__ = _metadata.version("gluon-bn")
 except _metadata.PackageNotFoundError:  # running from a source tree without installing

@@ -32,6 +32,7 @@ from mxnet import nd
 from tqdm import tqdm
 
 from .errors import DataError
+from .threads import serial_python_thread
 
 __all__ = ["FILES", "RELEASES", "ArrayLoader", "FashionMNIST", "candidate_dirs",
            "download", "find_data_dir", "load_data_fashion_mnist", "read_fashion_mnist"]
@@ -296,6 +297,7 @@ class ArrayLoader:
         self._skip = state["skip"]
 
     def __iter__(self) -> Iterator[tuple[nd.NDArray, nd.NDArray]]:
+        serial_python_thread()  # this thread copies every batch: no OpenMP team of its own (see threads)
         n = len(self.labels)
         self._pass_start, self._position = self.rng.bit_generator.state, self._skip
         order = self.rng.permutation(n) if self.shuffle else None

@@ -10,8 +10,18 @@ kernels at the count it chose at load, so nothing after import changes what oper
 
 ``import gluon_bn`` therefore sets ``$OMP_NUM_THREADS`` to the logical CPUs this process may
 use, unless it is already set (yours wins) or MXNet was imported first (then it warns). The
-``gluon-bn`` command's ``--threads N`` restarts the command with ``OMP_NUM_THREADS=N``. This
-module imports MXNet only inside ``operator_threads``.
+``gluon-bn`` command's ``--threads N`` restarts the command with ``OMP_NUM_THREADS=N``.
+
+The Python thread gets one OpenMP thread (``serial_python_thread``). MXNet copies a NumPy array
+into an NDArray on the calling thread, and a copy of 200,000 elements or more (one batch of 256
+Fashion-MNIST images) is an OpenMP parallel loop (``common::ParallelCopy``, threshold
+``MXNET_CPU_PARALLEL_SIZE``). Its team's threads stay in libgomp's pool for good, so the process
+then has more OpenMP threads than CPUs, and libgomp then cuts the time every waiting thread spins
+from about 300,000 rounds to 100 (``do_spin`` in ``libgomp/config/linux/wait.h``, "throttled"
+spinning). The operator threads' own team then sleeps in the kernel between the many small
+parallel loops of a LeNet step and is woken for each: twice the time per step on 2 vCPUs.
+With one thread the copy is a plain ``memcpy`` and no second team exists. This module imports
+MXNet only inside its functions.
 """
 from __future__ import annotations
 
@@ -20,7 +30,8 @@ import os
 import sys
 import warnings
 
-__all__ = ["ENV", "configure", "logical_cpus", "operator_threads", "setup"]
+__all__ = ["ENV", "configure", "logical_cpus", "operator_threads", "python_thread_threads",
+           "serial_python_thread", "setup"]
 
 ENV = "OMP_NUM_THREADS"
 #: How this process's thread set-up was chosen (``configure`` sets it).
@@ -68,6 +79,38 @@ class _Context(ctypes.Structure):
     _fields_ = [("dev_type", ctypes.c_int), ("dev_id", ctypes.c_int)]
 
 
+def _openmp() -> ctypes.CDLL:
+    """The OpenMP runtime MXNet's wheel links (GNU libgomp), already loaded with MXNet."""
+    return ctypes.CDLL("libgomp.so.1")
+
+
+def _set_calling_thread_openmp(count: int) -> None:
+    """Set the OpenMP threads of the calling thread only, through MXNet's C API.
+
+    ``MXSetNumOMPThreads`` is public in MXNet's C API, but Python reaches it only through the
+    private ``mxnet.base._LIB``; ``tests/test_threads.py`` fails loudly if MXNet renames either.
+    """
+    from mxnet.base import _LIB, check_call
+    check_call(_LIB.MXSetNumOMPThreads(ctypes.c_int(count)))
+
+
+def serial_python_thread() -> int:
+    """Give the calling thread one OpenMP thread, so MXNet's copies on it start no OpenMP team.
+
+    Operators still run on all operator threads: they run in MXNet's engine threads, whose count
+    this does not touch. Under ``MXNET_ENGINE_TYPE=NaiveEngine`` operators run on the calling
+    thread itself, so there it changes nothing. Returns the calling thread's OpenMP threads.
+    """
+    if os.environ.get("MXNET_ENGINE_TYPE") != "NaiveEngine" and python_thread_threads() != 1:
+        _set_calling_thread_openmp(1)
+    return python_thread_threads()
+
+
+def python_thread_threads() -> int:
+    """The OpenMP threads a parallel loop started on the calling thread would use."""
+    return _openmp().omp_get_max_threads()
+
+
 def operator_threads() -> int:
     """The OpenMP threads MXNet's CPU operators run with, read inside MXNet's engine worker thread.
 
@@ -77,7 +120,7 @@ def operator_threads() -> int:
     from mxnet import nd
     from mxnet.base import _LIB, check_call
 
-    openmp = ctypes.CDLL("libgomp.so.1")  # the OpenMP runtime MXNet's wheel links, already loaded
+    openmp = _openmp()
     seen: dict[str, int] = {}
 
     def ask(run_context, param):
@@ -91,6 +134,6 @@ def operator_threads() -> int:
 
 
 def setup() -> dict:
-    """The effective thread set-up, for records and reports."""
-    return {"operator_threads": operator_threads(), "logical_cpus": logical_cpus(),
+    """The effective thread set-up, for records and reports: operator threads and the Python thread's."""
+    return {"operator_threads": operator_threads(), "python_thread": python_thread_threads(), "logical_cpus": logical_cpus(),
             ENV: os.environ.get(ENV), "chosen_by": _chosen_by}

@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-from mxnet.base import _LIB, check_call
 
 from gluon_bn import threads
 from gluon_bn.commands.reproduce import ReproduceConfig, run
@@ -58,16 +57,79 @@ def test_mxnet_imported_first_keeps_its_default_and_says_how_to_fix_it():
 
 
 def test_operator_threads_are_read_in_mxnets_engine_not_in_the_caller():
-    """MXSetNumOMPThreads changes only the calling thread: what operators use stays as MXNet loaded it."""
+    """MXSetNumOMPThreads changes only the calling thread: what operators use stays as MXNet loaded it.
+
+    It also fails loudly if MXNet renames ``_LIB`` or ``MXSetNumOMPThreads``, which the Python thread's fix needs.
+    """
     before = threads.operator_threads()
     openmp = ctypes.CDLL("libgomp.so.1")
     caller = openmp.omp_get_max_threads()
     try:
-        check_call(_LIB.MXSetNumOMPThreads(ctypes.c_int(before + 3)))
-        assert openmp.omp_get_max_threads() == before + 3  # the caller's count moved...
-        assert threads.operator_threads() == before        # ...the engine's did not
+        threads._set_calling_thread_openmp(before + 3)
+        assert openmp.omp_get_max_threads() == threads.python_thread_threads() == before + 3  # the caller's moved...
+        assert threads.operator_threads() == before                                          # ...the engine's did not
     finally:
-        check_call(_LIB.MXSetNumOMPThreads(ctypes.c_int(caller)))
+        threads._set_calling_thread_openmp(caller)
+
+
+# A fresh interpreter makes batch-sized NDArrays from NumPy on a Python thread, and counts the process's threads
+# on that thread before and after. MXNet copies 200,000 elements or more with an OpenMP loop on the calling
+# thread; a second OpenMP team there stays in libgomp's pool while that thread lives, so it shows as threads that
+# were not there before.
+TEAM = """
+import json, os, threading
+import numpy as np
+import gluon_bn
+from mxnet import nd
+from gluon_bn import threads
+from gluon_bn.data import ArrayLoader, read_fashion_mnist
+data = read_fashion_mnist({data_dir!r})
+images, labels = data.train_images[:1024], data.train_labels[:1024]
+(nd.ones((256, 6, 24, 24)) * 2).wait_to_read()  # operators have run: the operator threads' team exists
+seen = {{}}
+def copies():
+    {undo}
+    seen["before"] = len(os.listdir("/proc/self/task"))
+    {copy}
+    nd.waitall()
+    seen["after"] = len(os.listdir("/proc/self/task"))
+    seen["python_thread"] = threads.python_thread_threads()
+{where}
+print(json.dumps({{**seen, "operator_threads": threads.operator_threads()}}))
+"""
+USER_COPIES = "[nd.array(images[i:i + 256][:, None] / 255.0, dtype=np.float32) for i in range(0, 1024, 256)]"
+LOADER_COPIES = "[X.wait_to_read() for X, y in ArrayLoader(images, labels, 256)]"
+ON_MAIN = "copies()"
+ON_ANOTHER = "worker = threading.Thread(target=copies); worker.start(); worker.join()"
+
+
+def _team(real_data_dir, copy: str, where: str, undo: str = "pass") -> dict:
+    return _python(TEAM.format(data_dir=str(real_data_dir), copy=copy, where=where, undo=undo))
+
+
+def test_after_import_gluon_bn_the_python_threads_copies_start_no_openmp_team(real_data_dir):
+    got = _team(real_data_dir, USER_COPIES, ON_MAIN)
+    assert got["after"] == got["before"] and got["python_thread"] == 1
+    assert got["operator_threads"] == int(os.environ.get(threads.ENV) or threads.logical_cpus())
+
+
+def test_the_loader_keeps_any_thread_it_runs_on_from_starting_a_team(real_data_dir):
+    """A batch loop on a thread other than the one that imported gluon_bn (a notebook kernel may do that)."""
+    got = _team(real_data_dir, LOADER_COPIES, ON_ANOTHER)
+    assert got["after"] == got["before"] and got["python_thread"] == 1
+
+
+def test_the_team_that_the_fix_prevents_is_there_without_it(real_data_dir):
+    """The control: with the calling thread's OpenMP threads back at 2, the same copies leave a thread behind."""
+    got = _team(real_data_dir, USER_COPIES, ON_MAIN, undo="threads._set_calling_thread_openmp(2)")
+    assert got["python_thread"] == 2 and got["after"] == got["before"] + 1
+
+
+def test_under_the_naive_engine_the_python_thread_keeps_its_threads():
+    """NaiveEngine runs every operator on the calling thread: one thread there would be one for everything."""
+    got = _python("import json, gluon_bn; from gluon_bn import threads; print(json.dumps(threads.setup()))",
+                  MXNET_ENGINE_TYPE="NaiveEngine", OMP_NUM_THREADS="2")
+    assert got["python_thread"] == 2
 
 
 def test_the_test_suite_runs_with_the_set_up_it_reports():
@@ -82,7 +144,7 @@ def test_cli_threads_mean_operator_threads_and_the_record_says_so(given, tmp_pat
     assert result.returncode == 0, result.stderr
     record = json.loads((tmp_path / "reproduce.json").read_text())
     setup = record["environment"]["threads"]
-    assert setup["operator_threads"] == (given or threads.logical_cpus())
+    assert setup["operator_threads"] == (given or threads.logical_cpus()) and setup["python_thread"] == 1
     assert setup["OMP_NUM_THREADS"] == str(given or threads.logical_cpus())
     assert record["config"]["threads"] == given and record["environment"]["cpu"]
 
