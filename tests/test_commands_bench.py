@@ -23,7 +23,7 @@ def test_bench_cli_quick_writes_record_report_and_targets(real_data_dir, tmp_pat
     assert {r["layer"] for r in record["results"]["layers"]} == {"scratch", "gluon", "fast"}
     torch_installed = any(r["model"] == "pytorch" for r in epochs)
     assert len(record["results"]["memory"]) == 2
-    assert set(record["results"]["profile"]) == {"gluon", "fast"} | ({"pytorch"} if torch_installed else set())
+    assert set(record["results"]["profile"]) == {"gluon", "fast", "scratch"} | ({"pytorch"} if torch_installed else set())
     ours = record["environment"]["threads"]["operator_threads"]
     by_setup = {(r["model"], r["setup"]): r for r in epochs}
     for row in epochs:  # every set-up ran in 3 interleaved rounds, each in its own process
@@ -50,5 +50,5 @@ def test_bench_cli_quick_writes_record_report_and_targets(real_data_dir, tmp_pat
             f"{worst['forward_backward_ratio']:.2f}x at {tuple(worst['shape'])})") in text.split("## Targets")[1]
     for row in record["results"]["memory"]:
         assert f"memory flat over 20 steps: {row['growth_mb']:+.1f} MB, {'met' if row['flat'] else 'NOT met'}" in text
-    assert (out / "profile-gluon.json").exists() and (out / "profile-fast.json").exists()
+    assert all((out / f"profile-{norm}.json").exists() for norm in ("gluon", "fast", "scratch"))
     assert not (out.parent / "profile.json").exists()  # MXNet's default trace file, in the working folder

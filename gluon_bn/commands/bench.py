@@ -137,14 +137,14 @@ def _memory_rows(config: BenchConfig, ctx: mx.Context, log: Callable[[str], None
 
 
 def _profiles(config: BenchConfig, ctx: mx.Context, out, threads: int) -> dict:
-    """Top operators of a training step: the Gluon and the fast LeNet in MXNet, and PyTorch's LeNet."""
+    """Top operators of a training step: the Gluon, fast and from-scratch LeNets in MXNet, and PyTorch's LeNet."""
     train_iter, test_iter = config.loaders(num_train=config.batch_size * (config.profile_steps + 1),
                                            num_test=config.batch_size)
     profiles = {}
-    for norm in ("gluon", "fast"):
+    for norm in ("gluon", "fast", "scratch"):
         net = compile_net(seeded_lenet(norm, ctx, config.seed))
         profiles[norm] = profile_steps(net, train_iter, test_iter, config.batch_size, config.lr, ctx,
-                                       out / f"profile-{norm}.json")
+                                       out / f"profile-{norm}.json", top=12 if norm == "scratch" else 8)
     if torch_lenet.available():
         data = read_fashion_mnist(config.data_dir)
         profiles["pytorch"] = torch_lenet.profile_torch_steps(data.train_images, data.train_labels, config.batch_size,
@@ -252,7 +252,8 @@ def run(config: BenchConfig, log: Callable[[str], None] = print) -> dict:
     env = extra["environment"]
     text = "\n\n".join([f"# gluon-bn bench on {ctx}", f"{env['cpu']}, {threads['logical_cpus']} logical CPUs; "
                         f"{env['platform']}; MXNet {env['packages']['mxnet']} with {threads['operator_threads']} operator "
-                        f"threads (chosen by {threads['chosen_by']}).", *sections,
+                        f"threads (chosen by {threads['chosen_by']}) and {threads['python_thread']} OpenMP thread(s) on "
+                        "the Python thread.", *sections,
                         "## Targets", "\n".join(f"- {line}" for line in targets)])
     record_path, md_path = out / "bench.json", out / "bench.md"
     save_record(record_path, "bench", config.to_dict(), results, **extra, targets=targets,
