@@ -30,7 +30,7 @@ import os
 import sys
 import warnings
 
-__all__ = ["ENV", "configure", "logical_cpus", "operator_threads", "python_thread_threads",
+__all__ = ["ENV", "configure", "given_by_user", "logical_cpus", "operator_threads", "python_thread_threads",
            "serial_python_thread", "setup"]
 
 ENV = "OMP_NUM_THREADS"
@@ -60,6 +60,11 @@ def configure() -> str:
         os.environ[ENV] = str(logical_cpus())
         _chosen_by = "gluon-bn (one thread per logical CPU)"
     return _chosen_by
+
+
+def given_by_user() -> bool:
+    """Whether ``$OMP_NUM_THREADS`` came from the environment this process started with, not from gluon-bn."""
+    return _chosen_by == f"${ENV} in the environment"
 
 
 def onednn() -> bool:

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from gluon_bn import faults
+from gluon_bn import faults, threads
 
 SETTINGS = ["--num-train", "1024", "--num-test", "256", "--batch-size", "256", "--seed", "5", "--epochs", "2"]
 
@@ -22,7 +22,8 @@ def _launch(out, *job, workers="2", extra=(), fault=None):
 
 
 def _env(fault=None):
-    env = {k: v for k, v in os.environ.items() if k != faults.ENV}
+    """This environment, as a shell would hand it on: $OMP_NUM_THREADS only when it was given, not set by gluon-bn."""
+    env = {k: v for k, v in os.environ.items() if k != faults.ENV and (k != threads.ENV or threads.given_by_user())}
     if fault:
         env[faults.ENV] = fault
     return env
@@ -72,6 +73,8 @@ def test_two_workers_train_the_no_bn_lenet_as_one_process_does(tmp_path, gluon_b
     assert record["distributed"] == {"kvstore": "dist_sync", "workers": 2, "servers": 1}
     assert [len(e["worker_train_s"]) for e in record["results"]["none"]["workers"]] == [2, 2]
     assert not [p for p in _pids(job.stdout) if _alive(p)]
+    share = os.environ[threads.ENV] if threads.given_by_user() else str(max(1, (os.cpu_count() or 1) // 2))
+    assert record["environment"]["threads"]["operator_threads"] == int(share)  # each worker its share of the CPUs
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
+from .. import threads as thread_setup
 from ..errors import UsageError
 from ..ps_node import ROLE_ENV
 
@@ -162,6 +163,17 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
+def worker_threads(per_host: int) -> str:
+    """Each worker's operator threads: your ``$OMP_NUM_THREADS``, else its share of this machine's CPUs.
+
+    Not the one-thread-per-CPU that the launcher's own ``import gluon_bn`` put into ``os.environ``:
+    handed on, that gives every worker all the CPUs, and their OpenMP teams then fight over them.
+    """
+    if thread_setup.given_by_user():
+        return os.environ[thread_setup.ENV]
+    return str(max(1, (os.cpu_count() or 1) // per_host))
+
+
 def run(config: LaunchConfig, log: Callable[[str], None] = _say) -> int:
     """Run the job to its end; 0 when every worker finished, non-zero (and the culprit named) otherwise."""
     config.validate()
@@ -173,8 +185,7 @@ def run(config: LaunchConfig, log: Callable[[str], None] = _say) -> int:
                 DMLC_NUM_WORKER=str(config.workers), PYTHONUNBUFFERED="1")
     if not hosts:  # one machine: every node listens on loopback only
         base.update(DMLC_INTERFACE="lo", DMLC_NODE_HOST="127.0.0.1")
-    per_host = -(-config.workers // len(hosts or [root]))
-    threads = str(max(1, (os.cpu_count() or 1) // per_host))
+    threads = worker_threads(-(-config.workers // len(hosts or [root])))
     lock = threading.Lock()
     nodes: list[_Process] = []
     stop: list[str] = []
@@ -188,7 +199,7 @@ def run(config: LaunchConfig, log: Callable[[str], None] = _say) -> int:
         for role, index in roles:
             env = {**base, "DMLC_ROLE" if role == "worker" else ROLE_ENV: role}
             if role == "worker":
-                env.setdefault("OMP_NUM_THREADS", threads)
+                env["OMP_NUM_THREADS"] = threads
             else:
                 env["OMP_NUM_THREADS"] = "1"
             argv = _node_argv(role, config.command)
