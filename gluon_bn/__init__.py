@@ -7,6 +7,7 @@ each ``gluon-bn`` command is one module of :mod:`gluon_bn.commands`.
 """
 from importlib import metadata as _metadata
 
+from . import compat as _compat  # noqa: F401  first: NumPy names MXNet 1.9.1 needs, before it loads
 from . import threads as _threads
 
 _threads.configure()  # before anything below imports MXNet, which fixes its CPU threads when it loads

@@ -7,9 +7,8 @@ release notes name as its replacement; on NumPy 1.23.5 this changes nothing. The
 from MXNet 1.9.1's source (``tests/test_compat.py`` checks it against the installed MXNet):
 where MXNet reads each name, and the NumPy release that removed it, stand beside it.
 
-This module imports only NumPy, so it can run alone, before ``import mxnet``::
-
-    runpy.run_path(gluon_bn.compat.__file__)  # or import gluon_bn first
+This module imports only NumPy, so a program that must import MXNet before gluon_bn (to keep
+MXNet's own thread set-up, as the bench's "chapter's code" does) runs it alone first: ``BEFORE_MXNET``.
 """
 from __future__ import annotations
 
@@ -21,7 +20,11 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["ALIASES", "REMOVED", "restore", "restored"]
+__all__ = ["ALIASES", "BEFORE_MXNET", "REMOVED", "restore", "restored"]
+
+#: One line of Python that runs this file without importing gluon_bn (whose ``__init__`` would set threads).
+BEFORE_MXNET = ("import importlib.util, os, runpy; runpy.run_path(os.path.join("
+                "importlib.util.find_spec('gluon_bn').submodule_search_locations[0], 'compat.py'))")
 
 
 def _msort(a):
@@ -34,9 +37,15 @@ def _in1d(ar1, ar2, assume_unique=False, invert=False):
     return np.isin(ar1, ar2, assume_unique=assume_unique, invert=invert).ravel()
 
 
-def _trapz(*args, **kwargs):
-    """``np.trapz`` is ``np.trapezoid`` since NumPy 2.0."""
-    return np.trapezoid(*args, **kwargs)
+def _renamed(new: str) -> Callable[[], Callable]:
+    """A function of its own that calls ``np.<new>``: MXNet keys its dispatch table by function, so an
+    alias that *is* ``np.<new>`` would take over ``<new>``'s entry."""
+    def make():
+        def call(*args, **kwargs):
+            return getattr(np, new)(*args, **kwargs)
+        call.__doc__ = f"The removed NumPy name for ``numpy.{new}``."
+        return call
+    return make
 
 
 #: name -> (what replaces it, where MXNet 1.9.1 reads it, the NumPy release that removed it)
@@ -50,11 +59,14 @@ ALIASES: dict[str, tuple[Callable[[], object], str, str]] = {
     "NAN": (lambda: np.nan, "mxnet/numpy/utils.py at import", "2.0"),
     "NaN": (lambda: np.nan, "mxnet/numpy/utils.py at import", "2.0"),
     "Inf": (lambda: np.inf, "mxnet/gluon/contrib/estimator/event_handler.py at import", "2.0"),
-    "alltrue": (lambda: np.all, "mxnet/numpy/fallback.py at import", "2.0"),
+    "alltrue": (_renamed("all"), "mxnet/numpy/fallback.py at import", "2.0"),
     "msort": (lambda: _msort, "mxnet/numpy/fallback.py at import", "2.0"),
     "in1d": (lambda: _in1d, "mxnet/numpy/fallback.py at import", "2.4"),
-    "trapz": (lambda: _trapz, "mxnet/numpy/fallback.py at import", "2.4"),
+    "trapz": (_renamed("trapezoid"), "mxnet/numpy/fallback.py at import", "2.4"),
     "compat": (lambda: types.SimpleNamespace(basestring=str), "mxnet/ndarray/numpy/_op.py (pad)", "2.0"),
+    "sometrue": (_renamed("any"), "mxnet/numpy_dispatch_protocol.py at import", "2.0"),
+    "product": (_renamed("prod"), "mxnet/numpy_dispatch_protocol.py at import", "2.0"),
+    "round_": (_renamed("round"), "mxnet/numpy_dispatch_protocol.py at import", "2.0"),
 }
 
 #: Removed with no NumPy equivalent (they moved to the numpy-financial package); MXNet's
@@ -73,7 +85,7 @@ def _missing(name: str) -> bool:
 
 def _gone(name: str) -> Callable:
     def removed(*args, **kwargs):
-        raise NotImplementedError(f"numpy.{name} was removed in NumPy 1.20-2.0 and has no NumPy equivalent; "
+        raise NotImplementedError(f"numpy.{name} is gone from NumPy (NumPy 1.20 moved it to numpy-financial); "
                                   f"use numpy_financial.{name} (pip install numpy-financial)")
     removed.__name__ = name
     return removed

@@ -19,6 +19,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon, nd, profiler
 
+from . import compat
 from .errors import Diverged, TrainingInterrupted
 from .training import Callback, make_trainer, train_ch5
 
@@ -100,6 +101,7 @@ def time_epoch(net: gluon.Block, train_iter: Iterable, test_iter: Iterable, batc
 _CHILD = ("import json, sys\n"
           "spec = json.loads(sys.argv[1])\n"
           "if spec['mxnet_first']:\n"
+          f"    {compat.BEFORE_MXNET}\n"
           "    import mxnet\n"
           "from gluon_bn.measurements import epoch_in_this_process\n"
           "print('RESULT ' + json.dumps(epoch_in_this_process(spec)))\n")

@@ -1,35 +1,58 @@
 #!/usr/bin/env bash
-# Set up everything gluon-bn needs, idempotently: a Python 3.11 virtual environment in .venv
+# Set up everything gluon-bn needs, idempotently: a virtual environment in .venv (Python 3.10 to 3.13)
 # with the pinned packages, and real Fashion-MNIST from the Debian/Ubuntu package.
+#   PYTHON=python3.12 ./scripts/setup.sh     # that Python, or stop; without PYTHON: the first supported one found
+#   VENV=.venv-3.12 ./scripts/setup.sh       # another folder for the environment
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=${VENV:-.venv}
 DATA_DIR=/usr/share/datasets/fashion-mnist
+PREFERRED="3.11 3.12 3.13 3.10"  # supported, in the order tried when PYTHON is not set
+UV_VERSION=0.13.9                # installs the pins with pyproject.toml's [tool.uv] overrides
+
+version_of() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null; }
+supported() { case " $PREFERRED " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 find_python() {
-  for candidate in "${PYTHON:-}" python3.11 python3; do
-    [ -n "$candidate" ] && command -v "$candidate" >/dev/null 2>&1 || continue
-    if "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
-      echo "$candidate"; return 0
+  local candidate version
+  if [ -n "${PYTHON:-}" ]; then
+    if ! version=$(version_of "$PYTHON"); then
+      echo "setup: PYTHON=$PYTHON does not run; point it at a Python 3.10 to 3.13" >&2; return 1
     fi
+    if ! supported "$version"; then
+      echo "setup: PYTHON=$PYTHON is Python $version; gluon-bn runs on 3.10 to 3.13 (MXNet 1.9.1's" \
+           "last release has no support for others)" >&2; return 1
+    fi
+    echo "$PYTHON"; return 0
+  fi
+  for candidate in $(for v in $PREFERRED; do echo "python$v"; done) python3; do
+    version=$(version_of "$candidate") || continue  # a pyenv shim of a version not installed fails here
+    if supported "$version"; then echo "$candidate"; return 0; fi
   done
-  echo "setup: gluon-bn needs Python 3.11 (mxnet 1.9.1 and numpy 1.23.5 have no wheels for newer" \
-       "Pythons); install python3.11 or set PYTHON=/path/to/python3.11, or use environment.yml with conda" >&2
+  echo "setup: gluon-bn needs Python 3.10 to 3.13; install one, or set PYTHON=/path/to/python3.X" >&2
   return 1
 }
 
-# 1. Python packages, reinstalled only when pyproject.toml changed.
-stamp="$VENV/.gluon-bn-installed"
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  if [ ! -x "$VENV/bin/python" ]; then
-    python=$(find_python)
-    echo "setup: creating $VENV with $python"
-    "$python" -m venv "$VENV"
+# 1. Python packages, reinstalled only when pyproject.toml or the Python changed.
+python=$(find_python)
+want_version=$(version_of "$python")
+if [ -x "$VENV/bin/python" ]; then
+  have_version=$(version_of "$VENV/bin/python" || echo none)
+  if [ -n "${PYTHON:-}" ] && [ "$have_version" != "$want_version" ]; then
+    echo "setup: $VENV holds Python $have_version, not $want_version from PYTHON=$PYTHON; remove $VENV," \
+         "or give another folder with VENV=.venv-$want_version" >&2
+    exit 1
   fi
-  "$VENV/bin/python" -m pip install --quiet --upgrade pip
-  "$VENV/bin/python" -m pip install --quiet -e '.[test]'
+else
+  echo "setup: creating $VENV with $python (Python $want_version)"
+  "$python" -m venv "$VENV"
+fi
+stamp="$VENV/.gluon-bn-installed"
+want="$(sha256sum pyproject.toml | cut -d' ' -f1) $(version_of "$VENV/bin/python")"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip "uv==$UV_VERSION"
+  "$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" -e '.[test]'
   # Optional: PyTorch's CPU build, for the PyTorch row of `gluon-bn bench` and its test. Only a
   # CPU wheel at hand (PyTorch's CPU index or a local wheel folder) is taken, never a CUDA build.
   if ! "$VENV/bin/python" -m pip install --quiet --only-binary :all: 'torch==2.13.0+cpu' >/dev/null 2>&1; then
@@ -50,4 +73,5 @@ if [ ! -f "$DATA_DIR/train-images-idx3-ubyte.gz" ]; then
   echo "setup: Fashion-MNIST is not in $DATA_DIR; gluon-bn will look in \$GLUON_BN_DATA and" \
        "~/.mxnet/datasets/fashion-mnist, then download it on first use" >&2
 fi
-echo "setup: ready ($("$VENV/bin/python" --version), $("$VENV/bin/gluon-bn" --version 2>/dev/null || echo gluon-bn))"
+numpy=$("$VENV/bin/python" -c 'import numpy; print(numpy.__version__)')
+echo "setup: ready in $VENV ($("$VENV/bin/python" --version), NumPy $numpy, $("$VENV/bin/gluon-bn" --version 2>/dev/null || echo gluon-bn))"

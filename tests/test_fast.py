@@ -182,9 +182,11 @@ def _one_step_gaps(fast_layer, batches):
 
 
 #: Measured on 12 real batches under OMP_NUM_THREADS=1, =2 and MXNET_MKLDNN_ENABLED=0: loss <= 1e-7,
-#: gradient <= 2.3e-5, worst parameter <= 2.1e-2, statistics <= 1.1e-3. A gradient one step stale
+#: gradient <= 2.3e-5, worst parameter <= 2.1e-2, statistics <= 1.1e-3 on the AMD EPYC; on an Intel Xeon
+#: (Sapphire Rapids) under OMP_NUM_THREADS=1 the worst parameter reached 0.104 at step 12 (a bias before BN,
+#: whose gradient is rounding alone), so its bound is 0.3, still 5x below the stale case. A gradient one step stale
 #: gives gradient >= 0.5 and worst parameter >= 1.5 from the second step on.
-ROUNDING = {"loss": 1e-5, "gradient": 1e-3, "worst parameter": 0.1, "statistics": 1e-2}
+ROUNDING = {"loss": 1e-5, "gradient": 1e-3, "worst parameter": 0.3, "statistics": 1e-2}
 
 
 @pytest.fixture(scope="module")
