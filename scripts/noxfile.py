@@ -4,8 +4,6 @@ would, holding the default Python's numbers to the last digit, and passing the f
     .venv/bin/nox -f scripts/noxfile.py                 # all of them (CI runs this after the full suite)
     .venv/bin/nox -f scripts/noxfile.py -s "platform(version='3.13')"
 """
-import glob
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -23,15 +21,6 @@ nox.options.sessions = ["reference", "platform", "wheel"]
 nox.options.error_on_missing_interpreters = True
 
 
-def interpreter(version: str) -> str:
-    """``python3.X`` from PATH, else from pyenv's versions (whose shims run only the versions enabled)."""
-    root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
-    for candidate in [shutil.which(f"python{version}"), *sorted(glob.glob(f"{root}/versions/{version}.*/bin/python{version}"))]:
-        if candidate and subprocess.run([candidate, "-c", "import sys"], capture_output=True).returncode == 0:
-            return candidate
-    raise nox.command.CommandFailed(f"no Python {version} here: install it, or put python{version} on PATH")
-
-
 @nox.session(venv_backend="none")
 def reference(session: nox.Session) -> None:
     """The default environment's quick numbers, which every other Python must repeat."""
@@ -45,7 +34,7 @@ def platform(session: nox.Session, version: str) -> None:
     """Set up Python ``version`` from nothing, reproduce the quick run, compare it, run the unit tests."""
     session.chdir(ROOT)
     venv = f".venv-{version}"
-    session.run("./scripts/setup.sh", env={"PYTHON": interpreter(version), "VENV": venv}, external=True)
+    session.run("./scripts/setup.sh", env={"PYTHON": f"python{version}", "VENV": venv}, external=True)
     out = ROOT / "results" / "platforms" / version
     session.run(f"{venv}/bin/gluon-bn", *QUICK, "--out", str(out), external=True)
     session.run(f"{venv}/bin/python", "scripts/same_numbers.py", str(REFERENCE / "reproduce.json"),

@@ -14,21 +14,34 @@ UV_VERSION=0.13.9                # installs the pins with pyproject.toml's [tool
 version_of() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null; }
 supported() { case " $PREFERRED " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
+# A command that runs, or for python3.X that does not (a pyenv shim runs only the versions pyenv
+# enables), that version's own binary from pyenv's versions folder.
+resolve() {
+  local found
+  if version_of "$1" >/dev/null; then echo "$1"; return 0; fi
+  case "$1" in python3.*) ;; *) return 1 ;; esac
+  for found in "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"${1#python}".*/bin/"$1"; do
+    if version_of "$found" >/dev/null; then echo "$found"; return 0; fi
+  done
+  return 1
+}
+
 find_python() {
-  local candidate version
+  local candidate found version
   if [ -n "${PYTHON:-}" ]; then
-    if ! version=$(version_of "$PYTHON"); then
+    if ! found=$(resolve "$PYTHON"); then
       echo "setup: PYTHON=$PYTHON does not run; point it at a Python 3.10 to 3.13" >&2; return 1
     fi
+    version=$(version_of "$found")
     if ! supported "$version"; then
       echo "setup: PYTHON=$PYTHON is Python $version; gluon-bn runs on 3.10 to 3.13 (MXNet 1.9.1's" \
            "last release has no support for others)" >&2; return 1
     fi
-    echo "$PYTHON"; return 0
+    echo "$found"; return 0
   fi
   for candidate in $(for v in $PREFERRED; do echo "python$v"; done) python3; do
-    version=$(version_of "$candidate") || continue  # a pyenv shim of a version not installed fails here
-    if supported "$version"; then echo "$candidate"; return 0; fi
+    found=$(resolve "$candidate") || continue
+    if supported "$(version_of "$found")"; then echo "$found"; return 0; fi
   done
   echo "setup: gluon-bn needs Python 3.10 to 3.13; install one, or set PYTHON=/path/to/python3.X" >&2
   return 1

@@ -92,6 +92,25 @@ def test_setup_never_hands_back_another_python_than_the_one_asked_for(tmp_path):
     assert f"holds Python {have}, not {asked} from PYTHON=" in done.stderr and f"VENV=.venv-{asked}" in done.stderr
 
 
+def test_setup_finds_a_python_that_pyenv_has_but_does_not_enable(tmp_path):
+    """pyenv's shim of a version it does not enable fails; setup takes that version's own binary instead."""
+    shims, root = tmp_path / "shims", tmp_path / "pyenv"
+    shims.mkdir()
+    asked = "3.13" if sys.version_info[:2] != (3, 13) else "3.12"
+    shim = shims / f"python{asked}"
+    shim.write_text(f"#!/bin/sh\necho 'pyenv: python{asked}: command not found' >&2; exit 127\n")
+    shim.chmod(0o755)
+    (root / "versions" / f"{asked}.9" / "bin").mkdir(parents=True)
+    (root / "versions" / f"{asked}.9" / "bin" / f"python{asked}").symlink_to(_fake_python(tmp_path, asked))
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to(sys.executable)
+    env = {**os.environ, "PATH": f"{shims}:{os.environ['PATH']}", "PYENV_ROOT": str(root)}
+    done = subprocess.run(["bash", str(ROOT / "scripts/setup.sh")], capture_output=True, text=True, timeout=60,
+                          env={**env, "PYTHON": f"python{asked}", "VENV": str(venv)})
+    assert done.returncode == 1 and f"not {asked} from PYTHON=python{asked}" in done.stderr, done.stderr
+
+
 def test_the_wheel_holds_every_module_of_the_package(tmp_path):
     """Built from a clean copy: a ``build/`` folder left in the tree would fill in what the config leaves out."""
     source_copy = tmp_path / "src"
