@@ -27,7 +27,7 @@ import numpy as np
 import gluon_bn
 import mxnet as mx
 from mxnet import autograd, gluon, nd
-from gluon_bn import threads
+from gluon_bn.runtime import threads
 
 undo, steps = sys.argv[1] == "undo", int(sys.argv[2])
 if undo:

@@ -1,25 +1,25 @@
 """gluon-bn: the "Batch Normalization" chapter of Dive into Deep Learning, in MXNet Gluon.
 
-The chapter's own code is in :mod:`gluon_bn.layers` (``batch_norm``, ``BatchNorm``);
-the LeNet in :mod:`gluon_bn.models`; data and the training loop in :mod:`gluon_bn.data` and
-:mod:`gluon_bn.training`. The other top-level modules are the pieces built beside the chapter;
+The chapter's own code is in :mod:`gluon_bn.chapter.layers` (``batch_norm``, ``BatchNorm``);
+the LeNet in :mod:`gluon_bn.chapter.models`; data and the training loop in :mod:`gluon_bn.chapter.data` and
+:mod:`gluon_bn.chapter.training`. The other top-level modules are the pieces built beside the chapter;
 each ``gluon-bn`` command is one module of :mod:`gluon_bn.commands`.
 """
 from importlib import metadata as _metadata
 
-from . import compat as _compat  # noqa: F401  first: NumPy names MXNet 1.9.1 needs, before it loads
-from . import threads as _threads
+from .runtime import compat as _compat  # noqa: F401  first: NumPy names MXNet 1.9.1 needs, before it loads
+from .runtime import threads as _threads
 
 _threads.configure()  # before anything below imports MXNet, which fixes its CPU threads when it loads
 
-from .data import load_data_fashion_mnist  # noqa: E402
-from .errors import DataError, GluonBNError, UsageError
-from .fast import FastBatchNorm
-from .layers import BatchNorm, batch_norm
-from .models import lenet
-from .precise_bn import recompute_bn_stats
-from .sync import SyncBatchNorm
-from .training import Epoch, evaluate_accuracy, train_ch5, try_gpu
+from .chapter.data import load_data_fashion_mnist  # noqa: E402
+from .chapter.layers import BatchNorm, batch_norm
+from .chapter.models import lenet
+from .chapter.training import Epoch, evaluate_accuracy, train_ch5, try_gpu
+from .experiments.precise_bn import recompute_bn_stats
+from .parallel.sync import SyncBatchNorm
+from .performance.fast import FastBatchNorm
+from .reliability.errors import DataError, GluonBNError, UsageError
 
 _threads.serial_python_thread()  # MXNet's copies on this thread must not start a second OpenMP team
 

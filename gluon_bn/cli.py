@@ -9,7 +9,8 @@ import matplotlib
 
 matplotlib.use("Agg")  # the CLI only writes PNG files
 
-from . import __version__, threads  # noqa: E402
+from . import __version__  # noqa: E402
+from .chapter.models import NORMS  # noqa: E402
 from .commands import COMMANDS  # noqa: E402
 from .commands.bench import SECTIONS, BenchConfig  # noqa: E402
 from .commands.compare import CompareConfig  # noqa: E402
@@ -17,10 +18,10 @@ from .commands.exercise import ExerciseConfig  # noqa: E402
 from .commands.launch import LaunchConfig  # noqa: E402
 from .commands.reproduce import ReproduceConfig  # noqa: E402
 from .commands.shared import CONTEXTS  # noqa: E402
-from .distributed import KVSTORES  # noqa: E402
-from .errors import GluonBNError  # noqa: E402
-from .exercises import EXERCISES  # noqa: E402
-from .models import NORMS  # noqa: E402
+from .experiments.exercises import EXERCISES  # noqa: E402
+from .parallel.distributed import KVSTORES  # noqa: E402
+from .reliability.errors import GluonBNError  # noqa: E402
+from .runtime import threads
 
 __all__ = ["main"]
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from gluon_bn import data, faults
-from gluon_bn.errors import DataError
+from gluon_bn.chapter import data
+from gluon_bn.reliability import faults
+from gluon_bn.reliability.errors import DataError
 
 DEAD_URL = "http://127.0.0.1:9/"  # the discard port: connections are refused at once
 

@@ -1,12 +1,12 @@
 """Checkpoints: a round trip restores everything, a crash while saving keeps the previous one,
-and the MXNet private attributes they read are still where gluon_bn/checkpoint.py looks."""
+and the MXNet private attributes they read are still where gluon_bn/reliability/checkpoint.py looks."""
 import mxnet as mx
 import numpy as np
 import pytest
 from mxnet import autograd, gluon, init, nd
 
 from gluon_bn import lenet
-from gluon_bn.checkpoint import Checkpointer
+from gluon_bn.reliability.checkpoint import Checkpointer
 
 
 def _momentum_setup(ctx):
@@ -67,11 +67,11 @@ def _private(owner, name: str, attribute: str, kind=None):
     value = getattr(owner, attribute, _MISSING)
     if value is _MISSING:
         pytest.fail(f"{name}.{attribute} is missing: an MXNet upgrade renamed or removed it, and "
-                    f"gluon_bn/checkpoint.py (_structural_names, _read_trainer, _write_trainer) reads it to "
+                    f"gluon_bn/reliability/checkpoint.py (_structural_names, _read_trainer, _write_trainer) reads it to "
                     f"checkpoint the optimizer without pickle; update those three functions", pytrace=False)
     if kind is not None and not isinstance(value, kind):
         pytest.fail(f"{name}.{attribute} is a {type(value).__name__}, not a {kind.__name__}: an MXNet upgrade "
-                    f"changed it, and gluon_bn/checkpoint.py (_structural_names, _read_trainer, _write_trainer) "
+                    f"changed it, and gluon_bn/reliability/checkpoint.py (_structural_names, _read_trainer, _write_trainer) "
                     f"relies on it; update those three functions", pytrace=False)
     return value
 

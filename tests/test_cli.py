@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from gluon_bn.exercises import EXERCISES
+from gluon_bn.experiments.exercises import EXERCISES
 
 
 @pytest.mark.parametrize("args,message", [
@@ -49,6 +49,7 @@ def test_cli_exercise_list_and_unknown_name(gluon_bn_cli):
 def test_gpu_that_is_not_there_is_refused_before_training(tmp_path, monkeypatch, capsys):
     """Holds on a machine with a GPU too: MXNet is made to see none."""
     import mxnet as mx
+
     from gluon_bn import cli
     monkeypatch.setattr(mx.context, "num_gpus", lambda: 0)
     assert cli.main(["reproduce", "--ctx", "gpu", "--out", str(tmp_path)]) == 2

@@ -1,7 +1,9 @@
 """``gluon-bn compare`` end to end on a real subset: its tables, report and record; exit 1 when an agreement fails."""
-from gluon_bn import cli, models
-from gluon_bn.record import load_record
 from wrong_layers import wrong_layer
+
+from gluon_bn import cli
+from gluon_bn.chapter import models
+from gluon_bn.reliability.record import load_record
 
 COMPARE_QUICK = ["--epochs", "1", "--num-train", "1024", "--num-test", "512", "--speed-repeats", "2",
                  "--ctx", "cpu"]

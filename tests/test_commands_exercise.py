@@ -5,11 +5,11 @@ import math
 
 import pytest
 
-from gluon_bn import faults
 from gluon_bn.commands.exercise import ExerciseConfig, run
-from gluon_bn.errors import Interrupted
-from gluon_bn.exercises import EXERCISES
-from gluon_bn.record import load_record
+from gluon_bn.experiments.exercises import EXERCISES
+from gluon_bn.reliability import faults
+from gluon_bn.reliability.errors import Interrupted
+from gluon_bn.reliability.record import load_record
 
 
 @pytest.mark.parametrize("name", list(EXERCISES))

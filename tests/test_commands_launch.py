@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from gluon_bn import faults, threads
+from gluon_bn.reliability import faults
+from gluon_bn.runtime import threads
 
 SETTINGS = ["--num-train", "1024", "--num-test", "256", "--batch-size", "256", "--seed", "5", "--epochs", "2"]
 

@@ -9,15 +9,15 @@ import mxnet as mx
 import numpy as np
 import pytest
 from mxnet import gluon, nd
+from poisoned import Poisoned
 
 from gluon_bn import lenet
-from gluon_bn.bnstate import bn_layers, get_stats
-from gluon_bn.checkpoint import Checkpointer
 from gluon_bn.commands import reproduce, shared
 from gluon_bn.commands.reproduce import ReproduceConfig
-from gluon_bn.errors import Diverged
-from gluon_bn.record import load_record
-from poisoned import Poisoned
+from gluon_bn.comparison.bnstate import bn_layers, get_stats
+from gluon_bn.reliability.checkpoint import Checkpointer
+from gluon_bn.reliability.errors import Diverged
+from gluon_bn.reliability.record import load_record
 
 QUICK = ["--epochs", "2", "--num-train", "2048", "--num-test", "1000", "--batch-size", "256"]
 LINE = re.compile(r"^epoch (\d), loss \d\.\d{4}, train acc \d\.\d{3}, test acc \d\.\d{3}, time \d+\.\d sec$", re.M)

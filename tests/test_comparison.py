@@ -2,10 +2,10 @@
 import mxnet as mx
 import pytest
 from mxnet.gluon import nn
-
-from gluon_bn.comparison import COMPARED, check_layer, known_differences, mode_table, variance_estimator
-from gluon_bn.models import BN_LAYERS
 from wrong_layers import wrong_layer
+
+from gluon_bn.chapter.models import BN_LAYERS
+from gluon_bn.comparison.checks import COMPARED, check_layer, known_differences, mode_table, variance_estimator
 
 SHAPES = [(64, 4, 5, 5), (32, 10), (8, 3, 2, 2)]
 

@@ -1,4 +1,4 @@
-"""``gluon_bn.compat``: every NumPy name MXNet 1.9.1 reads is there, as NumPy had it, and nothing else changes."""
+"""``gluon_bn.runtime.compat``: every NumPy name MXNet 1.9.1 reads is there, as NumPy had it, and nothing else changes."""
 import importlib.util
 import json
 import re
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gluon_bn import compat
+from gluon_bn.runtime import compat
 
 KNOWN = set(compat.ALIASES) | set(compat.REMOVED)
 

@@ -5,8 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gluon_bn import data, load_data_fashion_mnist
-from gluon_bn.errors import DataError
+from gluon_bn import load_data_fashion_mnist
+from gluon_bn.chapter import data
+from gluon_bn.reliability.errors import DataError
 
 
 def _raw(path: Path, offset: int) -> np.ndarray:

@@ -3,7 +3,7 @@ import pytest
 from mxnet import autograd, init, nd
 
 from gluon_bn import lenet
-from gluon_bn.drift import copy_parameters, copy_state, model_drift
+from gluon_bn.comparison.drift import copy_parameters, copy_state, model_drift
 
 
 def test_copy_parameters_gives_the_same_function_from_the_same_start():

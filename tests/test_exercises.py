@@ -4,7 +4,7 @@ import math
 import pytest
 
 from gluon_bn.commands.exercise import ExerciseConfig, run
-from gluon_bn.exercises import precise_spreads, summarize
+from gluon_bn.experiments.exercises import precise_spreads, summarize
 
 
 def test_no_bias_gradient_before_bn_is_negligible_and_accuracy_unchanged(tmp_path, real_data_dir):

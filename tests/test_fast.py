@@ -5,18 +5,20 @@ from unittest import mock
 import mxnet as mx
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mxnet import autograd, gluon, init, nd, profiler
 from mxnet.gluon import nn
-
-from gluon_bn import BatchNorm, FastBatchNorm, lenet, models
-from gluon_bn.bnstate import bn_layers, get_stats
-from gluon_bn.checkpoint import Checkpointer
-from gluon_bn.comparison import check_layer
-from gluon_bn.drift import copy_state
-from gluon_bn.runtime import compile_net
 from tolerances import rounding_tolerance
 from wrong_layers import StaleGradientFastBatchNorm, wrong_layer
+
+from gluon_bn import BatchNorm, FastBatchNorm, lenet
+from gluon_bn.chapter import models
+from gluon_bn.comparison.bnstate import bn_layers, get_stats
+from gluon_bn.comparison.checks import check_layer
+from gluon_bn.comparison.drift import copy_state
+from gluon_bn.reliability.checkpoint import Checkpointer
+from gluon_bn.runtime.compiled import compile_net
 
 FAST = lambda c, num_dims: FastBatchNorm(c, num_dims)  # noqa: E731
 

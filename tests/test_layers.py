@@ -2,13 +2,14 @@
 import mxnet as mx
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mxnet import autograd, nd
 from mxnet.gluon import nn
+from tolerances import rounding_tolerance
 
 from gluon_bn import BatchNorm, batch_norm
-from gluon_bn.reference import bn_backward, bn_forward
-from tolerances import rounding_tolerance
+from gluon_bn.comparison.reference import bn_backward, bn_forward
 
 SHAPES = [(8, 5), (6, 3, 4, 5)]
 

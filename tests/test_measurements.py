@@ -8,9 +8,9 @@ from mxnet import gluon, init, nd
 from mxnet.gluon import nn
 
 from gluon_bn import FastBatchNorm, lenet
-from gluon_bn.data import load_data_fashion_mnist, read_fashion_mnist
-from gluon_bn.measurements import d2l_loaders, memory_over_steps, time_bn_layers
-from gluon_bn.models import BN_LAYERS
+from gluon_bn.chapter.data import load_data_fashion_mnist, read_fashion_mnist
+from gluon_bn.chapter.models import BN_LAYERS
+from gluon_bn.performance.measurements import d2l_loaders, memory_over_steps, time_bn_layers
 
 
 def test_layer_timings_carry_ratios_to_the_baseline_measured_in_the_same_run():
@@ -80,7 +80,7 @@ def test_memory_sampling_sees_a_leak_and_a_flat_run(real_data_dir):
 
 def test_pytorch_lenet_matches_ours_and_trains(real_data_dir):
     pytest.importorskip("torch", reason="PyTorch is optional: the bench leaves its row out without it")
-    from gluon_bn import torch_lenet
+    from gluon_bn.performance import torch_lenet
     ours = lenet("gluon")
     ours.initialize()
     ours(nd.zeros((1, 1, 28, 28)))

@@ -5,8 +5,8 @@ from mxnet import init, nd
 from mxnet.gluon import nn
 
 from gluon_bn import BatchNorm, lenet
-from gluon_bn.bnstate import bn_layers
-from gluon_bn.models import PLACEMENTS, WHERE
+from gluon_bn.chapter.models import PLACEMENTS, WHERE
+from gluon_bn.comparison.bnstate import bn_layers
 
 CHAPTER_ORDER = [nn.Conv2D, "BN", nn.Activation, nn.MaxPool2D, nn.Conv2D, "BN", nn.Activation,
                  nn.MaxPool2D, nn.Dense, "BN", nn.Activation, nn.Dense, "BN", nn.Activation, nn.Dense]

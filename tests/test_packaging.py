@@ -4,11 +4,11 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
+import tomllib
 from packaging.markers import Marker
 from packaging.requirements import Requirement
 
@@ -129,7 +129,7 @@ def test_every_path_the_readme_names_exists():
     text = (ROOT / "README.md").read_text()
     named = set(re.findall(r"`((?:gluon_bn|notebooks|benchmarks|tests|scripts|\.ci)/[^` ]*)`", text))
     named |= set(re.findall(r"\]\(((?:gluon_bn|notebooks|benchmarks|tests|scripts)/[^)]*)\)", text))
-    # table rows that name siblings: | `gluon_bn/record.py`, `files.py` |
+    # table rows that name siblings: | `gluon_bn/reliability/record.py`, `files.py` |
     siblings = re.findall(r"^\| `(gluon_bn/(?:commands/)?)[a-z_]+\.py`((?:, `[a-z_]+\.py`)+) \|", text, re.M)
     named |= {folder + name for folder, rest in siblings for name in re.findall(r"`([a-z_]+\.py)`", rest)}
     assert len(named) > 20

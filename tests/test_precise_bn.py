@@ -5,9 +5,9 @@ import pytest
 from mxnet import init
 
 from gluon_bn import lenet, load_data_fashion_mnist
-from gluon_bn.bnstate import bn_layers, get_stats
-from gluon_bn.precise_bn import recompute_bn_stats, swap_bn_stats
-from gluon_bn.runtime import compile_net, is_compiled
+from gluon_bn.comparison.bnstate import bn_layers, get_stats
+from gluon_bn.experiments.precise_bn import recompute_bn_stats, swap_bn_stats
+from gluon_bn.runtime.compiled import compile_net, is_compiled
 
 
 @pytest.mark.parametrize("norm", ["scratch", "gluon"])
@@ -73,8 +73,9 @@ def test_precise_bn_works_on_a_compiled_net_and_leaves_it_compiled(real_data_dir
 
 def test_swapping_statistics_keeps_each_devices_copy(real_data_dir):
     from mxnet import autograd, gluon
-    from gluon_bn.bnstate import device_stats
-    from gluon_bn.devices import forward_shards, split_batch
+
+    from gluon_bn.comparison.bnstate import device_stats
+    from gluon_bn.parallel.devices import forward_shards, split_batch
     ctx = [mx.cpu(0), mx.cpu(1)]
     net = lenet("gluon")
     net.initialize(ctx=ctx)

@@ -6,7 +6,7 @@ from mxnet import autograd, gluon, init
 from mxnet.gluon import nn
 
 from gluon_bn import lenet, load_data_fashion_mnist
-from gluon_bn.runtime import compile_net, is_compiled
+from gluon_bn.runtime.compiled import compile_net, is_compiled
 
 
 def _steps(net, batches, lr=1.0):
@@ -43,7 +43,7 @@ def test_is_compiled_follows_hybridize():
         if getattr(block, "_active", missing) is missing:
             pytest.fail(f"gluon.HybridBlock instances ({type(block).__name__}) have no _active attribute any "
                         "more: an MXNet upgrade renamed the flag hybridize() sets, which "
-                        "gluon_bn.runtime.is_compiled reads; make it read the new one")
+                        "gluon_bn.runtime.compiled.is_compiled reads; make it read the new one")
     net = lenet("gluon")
     assert not is_compiled(net)
     assert compile_net(net) is net and is_compiled(net)

@@ -5,12 +5,12 @@ import pytest
 from mxnet import autograd, gluon, nd
 
 from gluon_bn import load_data_fashion_mnist
-from gluon_bn.bnstate import bn_layers, get_stats
-from gluon_bn.devices import forward_shards, split_batch
-from gluon_bn.drift import copy_state
-from gluon_bn.models import lenet, seeded_lenet
-from gluon_bn.sync import SyncBatchNorm
-from gluon_bn.training import make_trainer
+from gluon_bn.chapter.models import lenet, seeded_lenet
+from gluon_bn.chapter.training import make_trainer
+from gluon_bn.comparison.bnstate import bn_layers, get_stats
+from gluon_bn.comparison.drift import copy_state
+from gluon_bn.parallel.devices import forward_shards, split_batch
+from gluon_bn.parallel.sync import SyncBatchNorm
 
 LOSS = gluon.loss.SoftmaxCrossEntropyLoss()
 

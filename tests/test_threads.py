@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from gluon_bn import compat, threads
 from gluon_bn.commands.reproduce import ReproduceConfig, run
-from gluon_bn.errors import UsageError
+from gluon_bn.reliability.errors import UsageError
+from gluon_bn.runtime import compat, threads
 
 
 def _python(code: str, **env_changes) -> dict:
@@ -82,8 +82,8 @@ import json, os, threading
 import numpy as np
 import gluon_bn
 from mxnet import nd
-from gluon_bn import compat, threads
-from gluon_bn.data import ArrayLoader, read_fashion_mnist
+from gluon_bn.runtime import compat, threads
+from gluon_bn.chapter.data import ArrayLoader, read_fashion_mnist
 data = read_fashion_mnist({data_dir!r})
 images, labels = data.train_images[:1024], data.train_labels[:1024]
 (nd.ones((256, 6, 24, 24)) * 2).wait_to_read()  # operators have run: the operator threads' team exists

@@ -5,12 +5,12 @@ import mxnet as mx
 import numpy as np
 import pytest
 from mxnet import gluon, init, nd
+from poisoned import Poisoned
 
 from gluon_bn import evaluate_accuracy, lenet, load_data_fashion_mnist, train_ch5, try_gpu
-from gluon_bn.bnstate import bn_layers, get_stats
-from gluon_bn.errors import Diverged
-from gluon_bn.runtime import compile_net
-from poisoned import Poisoned
+from gluon_bn.comparison.bnstate import bn_layers, get_stats
+from gluon_bn.reliability.errors import Diverged
+from gluon_bn.runtime.compiled import compile_net
 
 LINE = re.compile(r"^epoch (\d+), loss \d+\.\d{4}, train acc \d\.\d{3}, test acc \d\.\d{3}, time \d+\.\d sec$")
 

@@ -12,15 +12,15 @@ from typing import Callable, ClassVar, Mapping, Sequence
 
 import mxnet as mx
 
-from .. import torch_lenet
-from ..data import read_fashion_mnist
-from ..errors import UsageError
-from ..files import atomic_write_text
-from ..measurements import epoch_in_child, memory_over_steps, profile_steps, spread, time_bn_layers
-from ..models import BN_LAYERS, LABELS, NORMS, seeded_lenet
-from ..record import save_record
-from ..runtime import compile_net
-from ..tables import markdown_table, speed_table
+from ..chapter.data import read_fashion_mnist
+from ..chapter.models import BN_LAYERS, LABELS, NORMS, seeded_lenet
+from ..performance import torch_lenet
+from ..performance.measurements import epoch_in_child, memory_over_steps, profile_steps, spread, time_bn_layers
+from ..reliability.errors import UsageError
+from ..reliability.files import atomic_write_text
+from ..reliability.record import save_record
+from ..reports.tables import markdown_table, speed_table
+from ..runtime.compiled import compile_net
 from .shared import RunConfig, prepare
 
 __all__ = ["BenchConfig", "SECTIONS", "run"]

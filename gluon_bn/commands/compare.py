@@ -1,7 +1,7 @@
 """``gluon-bn compare``: the from-scratch BatchNorm side by side with ``nn.BatchNorm``, every difference explained.
 
 Config in; tables on the terminal, ``compare.md`` (the report), ``compare.json`` (the record) and
-two plots out. The evidence comes from :mod:`gluon_bn.comparison`; this module runs it, trains
+two plots out. The evidence comes from :mod:`gluon_bn.comparison.checks`; this module runs it, trains
 the two LeNets from one start, and writes it up.
 """
 from __future__ import annotations
@@ -13,17 +13,17 @@ from typing import Callable, ClassVar, Mapping, Sequence
 import mxnet as mx
 from mxnet import gluon
 
-from ..comparison import COMPARED, check_layer, known_differences, mode_table
-from ..device_stats import accuracy_per_copy, stat_copies, statistics_gap, stats_distance
-from ..devices import Contexts, as_list, describe, forward_shards, split_batch
-from ..drift import copy_parameters, copy_state, model_drift
-from ..files import atomic_write_text
-from ..measurements import time_bn_layers
-from ..models import BN_LAYERS, LABELS, seeded_lenet
-from ..plots import plot_drift, plot_histories
-from ..record import save_record
-from ..tables import markdown_table, shape_text, speed_table
-from ..training import Epoch, OnEpochEnd, history_rows
+from ..chapter.models import BN_LAYERS, LABELS, seeded_lenet
+from ..chapter.training import Epoch, OnEpochEnd, history_rows
+from ..comparison.checks import COMPARED, check_layer, known_differences, mode_table
+from ..comparison.drift import copy_parameters, copy_state, model_drift
+from ..parallel.device_stats import accuracy_per_copy, stat_copies, statistics_gap, stats_distance
+from ..parallel.devices import Contexts, as_list, describe, forward_shards, split_batch
+from ..performance.measurements import time_bn_layers
+from ..reliability.files import atomic_write_text
+from ..reliability.record import save_record
+from ..reports.plots import plot_drift, plot_histories
+from ..reports.tables import markdown_table, shape_text, speed_table
 from .shared import TrainConfig, prepare, train_model
 
 __all__ = ["CHECK_SHAPES", "DEVICE_KINDS", "CompareConfig", "compare_devices", "compare_models", "run"]

@@ -1,6 +1,6 @@
 """``gluon-bn exercise NAME``: one of the chapter's exercises (or precise BN) over several seeds.
 
-Config in; every variant of the exercise (from :mod:`gluon_bn.exercises`) trained for every seed
+Config in; every variant of the exercise (from :mod:`gluon_bn.experiments.exercises`) trained for every seed
 with the chapter's loop; a table, a conclusion drawn from the run's numbers, a plot, and
 ``exercise-NAME.json``/``.md``/``.png`` out. The record is rewritten after every run, so an
 interrupted exercise keeps what it did, and ``--resume`` continues it.
@@ -14,15 +14,15 @@ from typing import Callable, ClassVar
 import mxnet as mx
 from mxnet import gluon
 
-from ..devices import Contexts, as_list, describe
-from ..errors import Diverged, UsageError
-from ..exercises import EXERCISES, Exercise, Variant, fmt_mean_std, summarize
-from ..files import atomic_write_text
-from ..plots import plot_exercise
-from ..record import load_record, save_record
-from ..tables import markdown_table
-from ..training import Callback, Epoch, history_rows
-from ..models import seeded_lenet
+from ..chapter.models import seeded_lenet
+from ..chapter.training import Callback, Epoch, history_rows
+from ..experiments.exercises import EXERCISES, Exercise, Variant, fmt_mean_std, summarize
+from ..parallel.devices import Contexts, as_list, describe
+from ..reliability.errors import Diverged, UsageError
+from ..reliability.files import atomic_write_text
+from ..reliability.record import load_record, save_record
+from ..reports.plots import plot_exercise
+from ..reports.tables import markdown_table
 from .shared import TrainConfig, prepare, resolve_context, train_model
 
 __all__ = ["ExerciseConfig", "run", "summary_table"]

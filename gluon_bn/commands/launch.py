@@ -25,9 +25,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
-from .. import threads as thread_setup
-from ..errors import UsageError
-from ..ps_node import ROLE_ENV
+from ..parallel.ps_node import ROLE_ENV
+from ..reliability.errors import UsageError
+from ..runtime import threads as thread_setup
 
 __all__ = ["LaunchConfig", "read_hosts", "run"]
 
@@ -146,10 +146,10 @@ class _Process:
 
 
 def _node_argv(role: str, command: list[str]) -> list[str]:
-    """What a node runs: a worker its gluon-bn command, the scheduler and servers ``gluon_bn.ps_node``."""
+    """What a node runs: a worker its gluon-bn command, the scheduler and servers ``gluon_bn.parallel.ps_node``."""
     if role == "worker":
         return [sys.executable, "-m", "gluon_bn", *command]
-    return [sys.executable, "-m", "gluon_bn.ps_node"]
+    return [sys.executable, "-m", "gluon_bn.parallel.ps_node"]
 
 
 def _remote(ssh: str, host: str, argv: list[str], env: dict) -> list[str]:

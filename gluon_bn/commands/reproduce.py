@@ -11,12 +11,12 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..distributed import connect, disconnect
-from ..errors import Diverged, Interrupted, UsageError
-from ..models import LABELS, NORMS
-from ..plots import plot_histories
-from ..record import save_record
-from ..training import history_rows
+from ..chapter.models import LABELS, NORMS
+from ..chapter.training import history_rows
+from ..parallel.distributed import connect, disconnect
+from ..reliability.errors import Diverged, Interrupted, UsageError
+from ..reliability.record import save_record
+from ..reports.plots import plot_histories
 from .shared import ModelRun, TrainConfig, prepare, train_model
 
 __all__ = ["CHAPTER", "CHAPTER_EPOCH", "ReproduceConfig", "chapter_table", "run"]

@@ -19,18 +19,19 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
-from .. import faults, threads
-from ..bnstate import bn_layers
-from ..checkpoint import Checkpointer
-from ..devices import Contexts, as_list, check_threads, forward_shards, parse_contexts, split_batch
-from ..distributed import Job, WorkerSync
-from ..data import ArrayLoader, load_data_fashion_mnist, read_fashion_mnist
-from ..errors import Diverged, Interrupted, TrainingInterrupted, UsageError
-from ..files import check_writable_dir
-from ..models import LABELS, seeded_lenet
-from ..record import environment
-from ..runtime import compile_net
-from ..training import Callback, Epoch, history_rows, make_trainer, train_ch5, try_gpu
+from ..chapter.data import ArrayLoader, load_data_fashion_mnist, read_fashion_mnist
+from ..chapter.models import LABELS, seeded_lenet
+from ..chapter.training import Callback, Epoch, history_rows, make_trainer, train_ch5, try_gpu
+from ..comparison.bnstate import bn_layers
+from ..parallel.devices import Contexts, as_list, check_threads, forward_shards, parse_contexts, split_batch
+from ..parallel.distributed import Job, WorkerSync
+from ..reliability import faults
+from ..reliability.checkpoint import Checkpointer
+from ..reliability.errors import Diverged, Interrupted, TrainingInterrupted, UsageError
+from ..reliability.files import check_writable_dir
+from ..reliability.record import environment
+from ..runtime import threads
+from ..runtime.compiled import compile_net
 
 __all__ = ["CONTEXTS", "QUICK_ENV", "ModelRun", "RunConfig", "TrainConfig", "prepare", "resolve_context",
            "train_model"]
@@ -58,7 +59,7 @@ class RunConfig:
     out: str = "results"
     num_train: int | None = None
     num_test: int | None = None
-    threads: int | None = None  # MXNet's CPU operator threads; None: as set up (see gluon_bn.threads)
+    threads: int | None = None  # MXNet's CPU operator threads; None: as set up (see gluon_bn.runtime.threads)
     quick: bool = False
 
     QUICK: ClassVar[dict] = {"num_train": 2048, "num_test": 1000}

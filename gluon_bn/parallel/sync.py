@@ -17,7 +17,7 @@ from typing import Sequence
 from mxnet import autograd, init, nd
 from mxnet.gluon import nn
 
-from .layers import _check_input
+from ..chapter.layers import _check_input
 
 __all__ = ["ShardedSequential", "SyncBatchNorm"]
 

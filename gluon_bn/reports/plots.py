@@ -10,9 +10,9 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .files import atomic_write_bytes
-from .models import LABELS
-from .training import history_rows
+from ..chapter.models import LABELS
+from ..chapter.training import history_rows
+from ..reliability.files import atomic_write_bytes
 
 __all__ = ["plot_drift", "plot_exercise", "plot_histories"]
 

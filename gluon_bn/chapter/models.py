@@ -13,10 +13,10 @@ import numpy as np
 from mxnet import gluon, init
 from mxnet.gluon import nn
 
-from .devices import Contexts, as_list
-from .fast import FastBatchNorm
+from ..parallel.devices import Contexts, as_list
+from ..parallel.sync import ShardedSequential, SyncBatchNorm
+from ..performance.fast import FastBatchNorm
 from .layers import BatchNorm
-from .sync import ShardedSequential, SyncBatchNorm
 
 __all__ = ["BN_LAYERS", "LABELS", "NORMS", "PLACEMENTS", "WHERE", "lenet", "seeded_lenet"]
 

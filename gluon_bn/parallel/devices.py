@@ -10,7 +10,7 @@ from typing import Sequence, Union
 import mxnet as mx
 from mxnet import gluon, nd
 
-from . import threads
+from ..runtime import threads
 
 __all__ = ["Contexts", "as_list", "check_threads", "describe", "forward_shards", "parse_contexts", "split_batch"]
 

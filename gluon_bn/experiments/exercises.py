@@ -15,11 +15,11 @@ from typing import Callable
 import numpy as np
 from mxnet import autograd, gluon
 
-from .bnstate import is_bn
-from .devices import Contexts, forward_shards, split_batch
+from ..chapter.training import Epoch, evaluate_accuracy
+from ..comparison.bnstate import is_bn
+from ..parallel.devices import Contexts, forward_shards, split_batch
+from ..reports.tables import markdown_table
 from .precise_bn import recompute_bn_stats, swap_bn_stats
-from .tables import markdown_table
-from .training import Epoch, evaluate_accuracy
 
 __all__ = ["EXERCISES", "Exercise", "Variant", "fmt_mean_std", "precise_spreads", "summarize"]
 

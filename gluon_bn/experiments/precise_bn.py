@@ -12,10 +12,10 @@ from typing import Iterable
 import numpy as np
 from mxnet import autograd, gluon
 
-from .bnstate import bn_layers, device_stats, set_device_stats, set_stats
-from .devices import Contexts, as_list
-from .reference import reduce_axes
-from .runtime import imperative
+from ..comparison.bnstate import bn_layers, device_stats, set_device_stats, set_stats
+from ..comparison.reference import reduce_axes
+from ..parallel.devices import Contexts, as_list
+from ..runtime.compiled import imperative
 
 __all__ = ["recompute_bn_stats", "swap_bn_stats"]
 

@@ -18,11 +18,11 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon, nd
 
-from .bnstate import bn_layers, device_stats, set_device_stats
+from ..chapter.training import Callback, Epoch, evaluate_accuracy, learned_parameters
+from ..comparison.bnstate import bn_layers, device_stats, set_device_stats
+from ..experiments.precise_bn import recompute_bn_stats, swap_bn_stats
+from ..reliability.errors import UsageError
 from .device_stats import stat_copies
-from .errors import UsageError
-from .precise_bn import recompute_bn_stats, swap_bn_stats
-from .training import Callback, Epoch, evaluate_accuracy, learned_parameters
 
 __all__ = ["KVSTORES", "Job", "ServerSGD", "WorkerSync", "connect", "disconnect", "job"]
 

@@ -22,8 +22,8 @@ import numpy as np
 from mxnet import autograd, gluon, nd
 from mxnet.gluon import nn
 
+from ..chapter.models import BN_LAYERS
 from .bnstate import get_stats, is_bn, set_affine, set_stats
-from .models import BN_LAYERS
 from .reference import bn_backward, bn_forward, reduce_axes
 
 __all__ = ["COMPARED", "Check", "Difference", "ModeRow", "check_layer", "known_differences", "mode_table",

@@ -25,7 +25,7 @@ from __future__ import annotations
 from mxnet import autograd, nd
 from mxnet.gluon import nn
 
-from .layers import BatchNorm
+from ..chapter.layers import BatchNorm
 
 __all__ = ["FastBatchNorm"]
 

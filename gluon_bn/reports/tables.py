@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from .models import LABELS
+from ..chapter.models import LABELS
 
 __all__ = ["markdown_table", "shape_text", "speed_table"]
 

@@ -12,11 +12,11 @@ from typing import Iterable
 import numpy as np
 from mxnet import autograd, gluon
 
-from .bnstate import bn_layers, device_stats
+from ..chapter.training import evaluate_accuracy
+from ..comparison.bnstate import bn_layers, device_stats
+from ..comparison.drift import copy_state, relative_difference
+from ..experiments.precise_bn import swap_bn_stats
 from .devices import Contexts, as_list, forward_shards, split_batch
-from .drift import copy_state, relative_difference
-from .precise_bn import swap_bn_stats
-from .training import evaluate_accuracy
 
 __all__ = ["accuracy_per_copy", "stat_copies", "statistics_gap", "stats_distance"]
 

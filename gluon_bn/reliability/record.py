@@ -8,7 +8,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from .devices import Contexts, as_list, describe
+from ..parallel.devices import Contexts, as_list, describe
 from .files import atomic_write_json
 
 __all__ = ["FORMAT", "cpu_model", "environment", "load_record", "save_record"]

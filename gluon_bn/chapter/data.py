@@ -31,8 +31,8 @@ import numpy as np
 from mxnet import nd
 from tqdm import tqdm
 
-from .errors import DataError
-from .threads import serial_python_thread
+from ..reliability.errors import DataError
+from ..runtime.threads import serial_python_thread
 
 __all__ = ["FILES", "RELEASES", "ArrayLoader", "FashionMNIST", "candidate_dirs",
            "download", "find_data_dir", "load_data_fashion_mnist", "read_fashion_mnist"]

@@ -19,9 +19,9 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon, nd, profiler
 
-from . import compat
-from .errors import Diverged, TrainingInterrupted
-from .training import Callback, make_trainer, train_ch5
+from ..chapter.training import Callback, make_trainer, train_ch5
+from ..reliability.errors import Diverged, TrainingInterrupted
+from ..runtime import compat
 
 __all__ = ["LENET_BN_SHAPES", "d2l_loaders", "epoch_in_child", "epoch_in_this_process", "memory_over_steps",
            "profile_steps", "resident_mb", "spread", "time_bn_layers", "time_epoch"]
@@ -103,7 +103,7 @@ _CHILD = ("import json, sys\n"
           "if spec['mxnet_first']:\n"
           f"    {compat.BEFORE_MXNET}\n"
           "    import mxnet\n"
-          "from gluon_bn.measurements import epoch_in_this_process\n"
+          "from gluon_bn.performance.measurements import epoch_in_this_process\n"
           "print('RESULT ' + json.dumps(epoch_in_this_process(spec)))\n")
 
 
@@ -132,11 +132,11 @@ def epoch_in_this_process(spec: dict) -> dict:
     ``batch_size``, ``lr``, ``seed``, ``data_dir``, ``num_train``, ``num_test``. Returns
     ``time_epoch``'s keys and the operator threads, or ``diverged`` with the reason.
     """
+    from ..chapter.data import load_data_fashion_mnist, read_fashion_mnist
+    from ..chapter.models import seeded_lenet
+    from ..runtime.compiled import compile_net
+    from ..runtime.threads import operator_threads
     from . import torch_lenet
-    from .data import load_data_fashion_mnist, read_fashion_mnist
-    from .models import seeded_lenet
-    from .runtime import compile_net
-    from .threads import operator_threads
     data = read_fashion_mnist(spec["data_dir"])
     arrays = (data.train_images[:spec["num_train"]], data.train_labels[:spec["num_train"]],
               data.test_images[:spec["num_test"]], data.test_labels[:spec["num_test"]])

@@ -20,9 +20,9 @@ from pathlib import Path
 import mxnet as mx
 from mxnet import gluon, nd
 
+from ..comparison.bnstate import bn_layers, device_stats, set_device_stats
+from ..parallel.devices import Contexts, as_list
 from . import faults
-from .bnstate import bn_layers, device_stats, set_device_stats
-from .devices import Contexts, as_list
 from .files import atomic_write_json
 
 __all__ = ["Checkpointer"]

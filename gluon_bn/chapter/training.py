@@ -10,9 +10,9 @@ from d2l import mxnet as d2l
 from mxnet import autograd, gluon
 from tqdm import tqdm
 
-from .bnstate import restore_stats, snapshot_stats
-from .devices import Contexts, describe, forward_shards, split_batch
-from .errors import Diverged, TrainingInterrupted
+from ..comparison.bnstate import restore_stats, snapshot_stats
+from ..parallel.devices import Contexts, describe, forward_shards, split_batch
+from ..reliability.errors import Diverged, TrainingInterrupted
 
 __all__ = ["Callback", "Epoch", "OnEpochEnd", "evaluate_accuracy", "history_rows", "learned_parameters", "make_trainer",
            "train_ch5", "try_gpu"]

@@ -1,4 +1,4 @@
-"""``python -m gluon_bn.ps_node``: this process as a job's scheduler or parameter server (``gluon-bn launch`` starts them).
+"""``python -m gluon_bn.parallel.ps_node``: this process as a job's scheduler or parameter server (``gluon-bn launch`` starts them).
 
 MXNet starts serving inside ``import mxnet`` when ``DMLC_ROLE`` is set, before ``mxnet`` has
 finished loading, so a server could not then unpickle the Trainer's optimizer from gluon-bn

@@ -1,0 +1,1 @@
+"""Side by side with ``nn.BatchNorm``: a float64 reference, layer checks, BN state, drift between twins."""

@@ -1,0 +1,1 @@
+"""The chapter's exercises as measured experiments, and precise BN."""

@@ -1,0 +1,1 @@
+"""Several devices and several machines: shards, synchronized BN, kvstore workers and nodes."""

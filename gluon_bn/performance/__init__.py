@@ -1,0 +1,1 @@
+"""Speed: the fast BatchNorm, timings and profiles, and the same LeNet in PyTorch."""
