@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # the CLI only writes PNG files
 
 from . import __version__  # noqa: E402
-from .chapter.models import NORMS  # noqa: E402
+from .chapter.published import CHAPTER  # noqa: E402
 from .commands import COMMANDS  # noqa: E402
 from .commands.bench import SECTIONS, BenchConfig  # noqa: E402
 from .commands.compare import CompareConfig  # noqa: E402
@@ -19,14 +19,16 @@ from .commands.launch import LaunchConfig  # noqa: E402
 from .commands.reproduce import ReproduceConfig  # noqa: E402
 from .commands.shared import CONTEXTS  # noqa: E402
 from .experiments.exercises import EXERCISES  # noqa: E402
+from .norms import NORMS  # noqa: E402
 from .parallel.distributed import KVSTORES  # noqa: E402
 from .reliability.errors import GluonBNError  # noqa: E402
 from .runtime import threads
 
 __all__ = ["main"]
 
-MODEL_CHOICES = {"scratch": ("scratch",), "gluon": ("gluon",), "none": ("none",), "fast": ("fast",),
-                 "sync": ("sync",), "both": ("scratch", "gluon")}
+def _model_choices() -> dict[str, tuple[str, ...]]:
+    """reproduce --model: every registered norm, or both of the chapter's (read when the parser is built)."""
+    return {**{name: (name,) for name in NORMS}, "both": tuple(CHAPTER)}
 
 
 def _positive(kind):
@@ -89,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "and beta, and a table next to the chapter's published numbers; write a JSON "
                     "record and a PNG of the training curves into --out.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    rep.add_argument("--model", choices=MODEL_CHOICES, default="both",
+    rep.add_argument("--model", choices=_model_choices(), default="both",
                      help="which LeNet: from-scratch BN, nn.BatchNorm, no BN, FastBatchNorm, synchronized BN, "
                           "or scratch and gluon")
     _run_arguments(rep, ReproduceConfig())
@@ -160,7 +162,7 @@ def _bench_parser(sub) -> None:
                     "steps; a profile of a training step. Every ratio is measured in the same run. Writes "
                     "bench.json and bench.md into --out.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    b.add_argument("--models", nargs="+", choices=NORMS, default=list(defaults.models), help="LeNets to time")
+    b.add_argument("--models", nargs="+", choices=list(NORMS), default=list(defaults.models), help="LeNets to time")
     b.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(defaults.sections))
     b.add_argument("--repeats", type=_positive(int), default=defaults.repeats,
                    help="timed rounds per layer and shape (at least 3)")
@@ -173,7 +175,7 @@ def _bench_parser(sub) -> None:
 
 
 #: Each command's config class, and what the parsed arguments give it beyond its fields' names.
-CONFIGS = {"reproduce": (ReproduceConfig, lambda args: {"models": MODEL_CHOICES[args.model]}),
+CONFIGS = {"reproduce": (ReproduceConfig, lambda args: {"models": _model_choices()[args.model]}),
            "compare": (CompareConfig, lambda args: {}),
            "exercise": (ExerciseConfig, lambda args: {}),
            "bench": (BenchConfig, lambda args: {"models": tuple(args.models), "sections": tuple(args.sections)}),

@@ -1,8 +1,9 @@
 """``gluon-bn compare`` end to end on a real subset: its tables, report and record; exit 1 when an agreement fails."""
+from dataclasses import replace
+
 from wrong_layers import wrong_layer
 
-from gluon_bn import cli
-from gluon_bn.chapter import models
+from gluon_bn import cli, norms
 from gluon_bn.reliability.record import load_record
 
 COMPARE_QUICK = ["--epochs", "1", "--num-train", "1024", "--num-test", "512", "--speed-repeats", "2",
@@ -31,7 +32,7 @@ def test_compare_prints_tables_and_writes_report(tmp_path, real_data_dir, gluon_
 
 
 def test_compare_exits_1_when_an_agreement_fails(tmp_path, real_data_dir, monkeypatch, capsys):
-    monkeypatch.setitem(models.BN_LAYERS, "scratch", wrong_layer("unbiased"))
+    monkeypatch.setitem(norms.NORMS, "scratch", replace(norms.NORMS["scratch"], layer=wrong_layer("unbiased")))
     status = cli.main(["compare", *COMPARE_QUICK, "--out", str(tmp_path)])
     err = capsys.readouterr().err
     assert status == 1

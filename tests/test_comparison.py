@@ -4,8 +4,8 @@ import pytest
 from mxnet.gluon import nn
 from wrong_layers import wrong_layer
 
-from gluon_bn.chapter.models import BN_LAYERS
 from gluon_bn.comparison.checks import COMPARED, check_layer, known_differences, mode_table, variance_estimator
+from gluon_bn.norms import NORMS
 
 SHAPES = [(64, 4, 5, 5), (32, 10), (8, 3, 2, 2)]
 
@@ -13,7 +13,7 @@ SHAPES = [(64, 4, 5, 5), (32, 10), (8, 3, 2, 2)]
 @pytest.mark.parametrize("name", COMPARED)
 @pytest.mark.parametrize("shape", SHAPES)
 def test_both_layers_agree_with_the_reference(name, shape):
-    checks = check_layer(BN_LAYERS[name], shape, name, steps=3)
+    checks = check_layer(NORMS[name].layer, shape, name, steps=3)
     assert [c.quantity for c in checks] == ["train output", "dX", "dgamma", "dbeta", "moving mean",
                                             "moving var", "predict output"]
     assert all(c.passed for c in checks), [c for c in checks if not c.passed]

@@ -1,5 +1,6 @@
 """FastBatchNorm: the chapter's numbers from one compiled graph, in LeNet, under hybridize()."""
 import json
+from dataclasses import replace
 from unittest import mock
 
 import mxnet as mx
@@ -12,8 +13,7 @@ from mxnet.gluon import nn
 from tolerances import rounding_tolerance
 from wrong_layers import StaleGradientFastBatchNorm, wrong_layer
 
-from gluon_bn import BatchNorm, FastBatchNorm, lenet
-from gluon_bn.chapter import models
+from gluon_bn import BatchNorm, FastBatchNorm, lenet, norms
 from gluon_bn.comparison.bnstate import bn_layers, get_stats
 from gluon_bn.comparison.checks import check_layer
 from gluon_bn.comparison.drift import copy_state
@@ -153,7 +153,7 @@ def _one_step_gaps(fast_layer, batches):
     mx.random.seed(0)
     chapter = lenet("scratch")
     chapter.initialize(init=init.Xavier())
-    with mock.patch.dict(models.BN_LAYERS, fast=lambda c, num_dims: fast_layer(c, num_dims=num_dims)):
+    with mock.patch.dict(norms.NORMS, fast=replace(norms.NORMS["fast"], layer=lambda c, num_dims: fast_layer(c, num_dims=num_dims))):
         fast = lenet("fast")
     fast.initialize()
     for net in (chapter, fast):

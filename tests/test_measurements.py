@@ -9,12 +9,12 @@ from mxnet.gluon import nn
 
 from gluon_bn import FastBatchNorm, lenet
 from gluon_bn.chapter.data import load_data_fashion_mnist, read_fashion_mnist
-from gluon_bn.chapter.models import BN_LAYERS
+from gluon_bn.norms import NORMS
 from gluon_bn.performance.measurements import d2l_loaders, memory_over_steps, time_bn_layers
 
 
 def test_layer_timings_carry_ratios_to_the_baseline_measured_in_the_same_run():
-    layers = {"gluon": BN_LAYERS["gluon"], "fast": lambda c, d: FastBatchNorm(c, d)}
+    layers = {"gluon": NORMS["gluon"].layer, "fast": lambda c, d: FastBatchNorm(c, d)}
     rows = time_bn_layers(layers, shapes=((16, 3, 4, 4), (16, 5)), repeats=2, warmup=1)
     assert [(r["layer"], tuple(r["shape"])) for r in rows] == [
         ("gluon", (16, 3, 4, 4)), ("fast", (16, 3, 4, 4)), ("gluon", (16, 5)), ("fast", (16, 5))]
@@ -34,7 +34,7 @@ class Sleepy(nn.BatchNorm):
 
 
 def test_layer_ratios_show_a_known_extra_cost_in_forward_only():
-    layers = {"gluon": BN_LAYERS["gluon"], "sleepy": lambda c, d: Sleepy(in_channels=c)}
+    layers = {"gluon": NORMS["gluon"].layer, "sleepy": lambda c, d: Sleepy(in_channels=c)}
     rows = {r["layer"]: r for r in time_bn_layers(layers, shapes=((16, 3, 4, 4),), repeats=3, warmup=1)}
     assert rows["sleepy"]["forward_ms"] >= 20 and rows["sleepy"]["forward_ratio"] > 5
     assert rows["sleepy"]["backward_ratio"] < rows["sleepy"]["forward_ratio"] / 5

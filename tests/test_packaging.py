@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import tomllib
-from packaging.markers import Marker
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -107,6 +107,15 @@ def test_misuse_is_named_not_hung():
         lenet("gluon", num_devices=2)
 
 
+def test_one_shard_of_several_in_training_names_the_call_to_make():
+    """A d2l-style loop on 2 devices calls the net shard by shard: the error says to pass the list."""
+    layer = SyncBatchNorm(1, num_dims=2, num_devices=2)
+    layer.initialize(ctx=[mx.cpu(0), mx.cpu(1)])
+    with pytest.raises(ValueError, match=r"got 1 shard: .*call the net on the list, net\(shards\)"):
+        with autograd.record():
+            [layer(x) for x in _two_shards()]
+
+
 def test_prediction_uses_the_one_set_of_moving_statistics_on_every_device():
     shards = _two_shards()
     layer = SyncBatchNorm(1, num_dims=2, num_devices=2)

@@ -3,7 +3,7 @@
 Read this file next to the chapter's "Implementation Starting from Scratch":
 the code is the same, line for line, except for input checks that turn the
 chapter's ``assert`` and MXNet's deep errors into messages that name the
-problem and the fix (``_check_input``, ``BatchNorm._check_input``), and a
+problem and the fix (``check_input``, ``BatchNorm._check_input``), and a
 ``cast`` that keeps the moving statistics in the parameters' dtype, and
 ``gamma.data(X.context)`` so a net initialized on several devices uses the input's copy.
 Faster variants live in their own modules, never here.
@@ -24,7 +24,7 @@ from mxnet.gluon import nn
 __all__ = ["batch_norm", "BatchNorm"]
 
 
-def _check_input(X: nd.NDArray, gamma: nd.NDArray) -> None:
+def check_input(X: nd.NDArray, gamma: nd.NDArray) -> None:
     """Reject input batch_norm cannot normalize, naming the problem and the fix."""
     if len(X.shape) not in (2, 4):
         raise ValueError(
@@ -42,7 +42,7 @@ def _check_input(X: nd.NDArray, gamma: nd.NDArray) -> None:
 
 def batch_norm(X, gamma, beta, moving_mean, moving_var, eps, momentum):
     """Normalize X with batch statistics (training) or moving statistics (prediction)."""
-    _check_input(X, gamma)
+    check_input(X, gamma)
     # Use autograd to determine whether the current mode is training mode or
     # prediction mode.
     if not autograd.is_training():

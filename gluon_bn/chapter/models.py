@@ -1,46 +1,29 @@
-"""The chapter's LeNet, with the from-scratch BatchNorm, Gluon's, none, the fast one, or the synchronized one.
+"""The chapter's LeNet, with any registered normalization (``gluon_bn.norms``), or none.
 
 ``lenet(norm)`` is the chapter's model. Its keyword options build the variants the
 chapter's exercises ask about: no bias before BN, BN after the activation or only in
 some layers, gamma/beta not learned, and options passed to ``nn.BatchNorm``.
-``BN_LAYERS`` is the one table from a norm's name to its BN layer: the LeNets, the
-comparison, the benchmarks and the command line all read it.
 """
-from typing import Callable
-
 import mxnet as mx
 import numpy as np
 from mxnet import gluon, init
 from mxnet.gluon import nn
 
+from ..norms import Norm, get
 from ..parallel.devices import Contexts, as_list
-from ..parallel.sync import ShardedSequential, SyncBatchNorm
-from ..performance.fast import FastBatchNorm
-from .layers import BatchNorm
+from ..parallel.sync import ShardedSequential
 
-__all__ = ["BN_LAYERS", "LABELS", "NORMS", "PLACEMENTS", "WHERE", "lenet", "seeded_lenet"]
+__all__ = ["PLACEMENTS", "WHERE", "lenet", "seeded_lenet"]
 
-#: Each BN layer by name, as a factory of (num_features, num_dims, **nn.BatchNorm options).
-BN_LAYERS: dict[str, Callable[..., nn.Block]] = {
-    "scratch": lambda c, num_dims: BatchNorm(c, num_dims=num_dims),
-    "gluon": lambda c, num_dims, **options: nn.BatchNorm(in_channels=c, **options),
-    "fast": lambda c, num_dims: FastBatchNorm(c, num_dims=num_dims),
-    "sync": lambda c, num_dims, num_devices=1: SyncBatchNorm(c, num_dims=num_dims, num_devices=num_devices),
-}
-#: The normalizations ``lenet`` knows, in the order the CLI lists them ("none": the LeNet chapter's, no BN).
-NORMS = ("scratch", "gluon", "none", "fast", "sync")
-#: How reports and plots name each one.
-LABELS = {"scratch": "from scratch", "gluon": "nn.BatchNorm", "none": "no BN", "fast": "FastBatchNorm",
-          "sync": "synchronized BN"}
 #: BN before the activation (the chapter) or after it.
 PLACEMENTS = ("before", "after")
 #: Which layers get BN.
 WHERE = ("all", "conv", "dense")
 
 
-def _bn(norm: str, num_features: int, num_dims: int, learn_affine: bool, options: dict) -> nn.Block:
+def _bn(norm: Norm, num_features: int, num_dims: int, learn_affine: bool, options: dict) -> nn.Block:
     """One BN layer of the requested kind (``options`` go to its factory)."""
-    layer = BN_LAYERS[norm](num_features, num_dims, **options)
+    layer = norm.layer(num_features, num_dims, **options)
     if not learn_affine:
         layer.gamma.grad_req = layer.beta.grad_req = 'null'
     return layer
@@ -59,21 +42,19 @@ def lenet(norm: str = "scratch", *, use_bias: bool = True, placement: str = "bef
     freezes gamma and beta (``grad_req='null'``); ``gluon_options`` go to ``nn.BatchNorm``;
     ``norm='sync'`` synchronizes BN over ``num_devices`` devices (a ``ShardedSequential``).
     """
-    if norm not in NORMS:
-        raise ValueError(f"unknown norm {norm!r}: choose one of {', '.join(NORMS)}")
+    entry = get(norm)
     if placement not in PLACEMENTS or where not in WHERE:
         raise ValueError(f"placement must be one of {PLACEMENTS} and where one of {WHERE}, "
                          f"got {placement!r} and {where!r}")
-    if gluon_options and norm != "gluon":
+    if gluon_options and "gluon_options" not in entry.options:
         raise ValueError("gluon_options apply to nn.BatchNorm only: use norm='gluon'")
-    if num_devices != 1 and norm != "sync":
+    if num_devices != 1 and not entry.sharded:
         raise ValueError(f"num_devices={num_devices} applies to synchronized BN only: use norm='sync' "
                          "(the other layers need no count; they run on any devices)")
     # With only Gluon's layers the whole net can compile to one graph (``runtime.compile_net``).
-    net = nn.HybridSequential() if norm in ("gluon", "none") else \
-        ShardedSequential() if norm == "sync" else nn.Sequential()
-    options = gluon_options or ({"num_devices": num_devices} if norm == "sync" else {})
-    if norm == "none":
+    net = nn.HybridSequential() if entry.compiles else ShardedSequential() if entry.sharded else nn.Sequential()
+    options = gluon_options or ({"num_devices": num_devices} if entry.sharded else {})
+    if entry.layer is None:
         # The LeNet chapter's baseline: sigmoid activations inside the layers.
         net.add(nn.Conv2D(channels=6, kernel_size=5, activation='sigmoid', use_bias=use_bias),
                 nn.MaxPool2D(pool_size=2, strides=2),
@@ -88,7 +69,7 @@ def lenet(norm: str = "scratch", *, use_bias: bool = True, placement: str = "bef
         """layer, BN, sigmoid in the requested order (BN left out where not wanted)."""
         with_bn = where == "all" or where == kind
         layer = make_layer(use_bias or not with_bn)
-        bn = _bn(norm, num_features, num_dims, learn_affine, options) if with_bn else None
+        bn = _bn(entry, num_features, num_dims, learn_affine, options) if with_bn else None
         parts = [layer, bn, nn.Activation('sigmoid')] if placement == "before" else \
             [layer, nn.Activation('sigmoid'), bn]
         return [p for p in parts if p is not None]
@@ -113,7 +94,7 @@ def seeded_lenet(norm: str, ctx: Contexts, seed: int | None, **options) -> gluon
     if seed is not None:
         mx.random.seed(seed)
         np.random.seed(seed)
-    if norm == "sync":
+    if get(norm).sharded:
         options.setdefault("num_devices", len(as_list(ctx)))
     net = lenet(norm, **options)
     net.initialize(ctx=ctx, init=init.Xavier())

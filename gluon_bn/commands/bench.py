@@ -7,13 +7,14 @@ the chapter's code, and PyTorch's CPU LeNet when it is installed, for epochs.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, ClassVar, Mapping, Sequence
 
 import mxnet as mx
 
 from ..chapter.data import read_fashion_mnist
-from ..chapter.models import BN_LAYERS, LABELS, NORMS, seeded_lenet
+from ..chapter.models import seeded_lenet
+from ..norms import NORMS, label, names
 from ..performance import torch_lenet
 from ..performance.measurements import epoch_in_child, memory_over_steps, profile_steps, spread, time_bn_layers
 from ..reliability.errors import UsageError
@@ -34,15 +35,16 @@ OURS_SETUP = "gluon-bn"
 FLAT_MB = 20.0
 
 
-#: The LeNets and BN layers bench times by default.
-BENCHED = tuple(norm for norm in NORMS if norm != "sync")
+def _label(model: str) -> str:
+    """A LeNet's name in the tables: its norm's label, or PyTorch for the PyTorch row."""
+    return label(model) if model in NORMS else "PyTorch"
 
 
 @dataclass
 class BenchConfig(RunConfig):
     """What ``gluon-bn bench`` measures, and how long it takes."""
 
-    models: tuple[str, ...] = BENCHED  # one device: synchronized BN on one is the chapter's layer
+    models: tuple[str, ...] = field(default_factory=lambda: names(benched=True))  # norms.Norm.benched
     d2l_models: tuple[str, ...] = ("gluon", "fast")
     sections: tuple[str, ...] = SECTIONS
     repeats: int = 30
@@ -93,8 +95,7 @@ def _epoch_rows(config: BenchConfig, ours: int, log: Callable[[str], None]) -> l
         for (model, setup, how, threads), done in zip(plan, runs):
             result = epoch_in_child({**base, "model": model, **how}, threads)
             done.append(result)
-            label = LABELS.get(model, "PyTorch")
-            log(f"round {round_}: {label:>14}, {setup:<29} " + (f"diverged ({result['diverged']})" if "diverged" in result
+            log(f"round {round_}: {_label(model):>14}, {setup:<29} " + (f"diverged ({result['diverged']})" if "diverged" in result
                 else f"{result['epoch_s']:6.1f} s  ({result['threads']} threads)"))
     rows = []
     for (model, setup, _, _), done in zip(plan, runs):
@@ -131,7 +132,7 @@ def _memory_rows(config: BenchConfig, ctx: mx.Context, log: Callable[[str], None
         rows.append({"model": norm, "steps": config.memory_steps, "from_step": warm[0][0], "start_mb": warm[0][1],
                      "end_mb": warm[-1][1], "peak_mb": max(mb for _, mb in warm), "growth_mb": growth,
                      "flat": growth < FLAT_MB, "samples": samples})
-        log(f"{LABELS[norm]:>14}: {warm[0][1]:.0f} MB at step {warm[0][0]}, {warm[-1][1]:.0f} MB at step "
+        log(f"{label(norm):>14}: {warm[0][1]:.0f} MB at step {warm[0][0]}, {warm[-1][1]:.0f} MB at step "
             f"{warm[-1][0]} ({growth:+.1f} MB)")
     return rows
 
@@ -165,14 +166,14 @@ def _targets(results: dict) -> list[str]:
     for model, key, limit, name in (("gluon", "vs_torch", 1.0, "PyTorch's"), ("fast", "vs_gluon", 1.2, "nn.BatchNorm's")):
         if model in ours and ours[model].get(key) is not None:
             value = ours[model][key]
-            lines.append(f"{LABELS[model]} LeNet epoch at most {limit:g}x {name}: {value:.2f}x, "
+            lines.append(f"{label(model)} LeNet epoch at most {limit:g}x {name}: {value:.2f}x, "
                          f"{'met' if value <= limit else 'NOT met'}")
     chapter = {r["model"]: r for r in results.get("epochs", []) if r["setup"] == CHAPTER_SETUP}
     if "scratch" in ours and "scratch" in chapter:
         lines.append(f"from scratch LeNet (the chapter's code unchanged): {ours['scratch']['epoch_s'] / chapter['scratch']['epoch_s']:.2f}x "
                      "the time the chapter's code takes with MXNet's own set-up")
     for row in results.get("memory", []):
-        lines.append(f"{LABELS[row['model']]} LeNet memory flat over {row['steps']} steps: "
+        lines.append(f"{label(row['model'])} LeNet memory flat over {row['steps']} steps: "
                      f"{row['growth_mb']:+.1f} MB, {'met' if row['flat'] else 'NOT met'}")
     return lines
 
@@ -182,7 +183,7 @@ def epochs_table(rows: Sequence[Mapping]) -> str:
     return markdown_table(
         ["model", "set-up", "threads", "epoch s (median)", "min s", "spread", "vs d2l pipeline", "vs PyTorch",
          "vs nn.BatchNorm", "train loss", "train acc", "test acc"],
-        [[LABELS.get(r["model"], "PyTorch"), r["setup"], r["threads"], f"{r['epoch_s']:.1f}", f"{r['epoch_min_s']:.1f}",
+        [[_label(r["model"]), r["setup"], r["threads"], f"{r['epoch_s']:.1f}", f"{r['epoch_min_s']:.1f}",
           f"{r['epoch_spread']:.0%}", _ratio(r.get("vs_d2l")), _ratio(r.get("vs_torch")), _ratio(r.get("vs_gluon")),
           f"{r['loss']:.4f}", f"{r['train_acc']:.3f}", f"{r['test_acc']:.3f}"] for r in rows])
 
@@ -196,14 +197,14 @@ def memory_table(rows: Sequence[Mapping]) -> str:
     return markdown_table(
         ["model", "steps", "MB at step " + str(rows[0]["from_step"]) if rows else "MB", "MB at the end",
          "MB at the peak", "growth MB", "flat"],
-        [[LABELS.get(r["model"], r["model"]), r["steps"], f"{r['start_mb']:.0f}", f"{r['end_mb']:.0f}",
+        [[label(r["model"]), r["steps"], f"{r['start_mb']:.0f}", f"{r['end_mb']:.0f}",
           f"{r['peak_mb']:.0f}", f"{r['growth_mb']:+.1f}", "yes" if r["flat"] else "NO"] for r in rows])
 
 
 def profile_table(model: str, rows: Sequence[Mapping]) -> str:
     """The operators that take the most time in one training step of ``model``."""
     return markdown_table(
-        ["operator (" + LABELS.get(model, "PyTorch") + ")", "ms per step", "calls per step"],
+        ["operator (" + _label(model) + ")", "ms per step", "calls per step"],
         [[r["operator"][:70], f"{r['ms_per_step']:.2f}", f"{r['calls_per_step']:.0f}"] for r in rows])
 
 
@@ -219,7 +220,7 @@ def run(config: BenchConfig, log: Callable[[str], None] = print) -> dict:
     sections = []
     if "layers" in config.sections:
         log("\n== BN layers ==")
-        results["layers"] = time_bn_layers({n: f for n, f in BN_LAYERS.items() if n in BENCHED}, ctx=ctx,
+        results["layers"] = time_bn_layers({n: NORMS[n].layer for n in names(benched=True) if NORMS[n].layer}, ctx=ctx,
                                             repeats=config.repeats)
         sections += ["## BN layers", f"Training mode at LeNet's BN shapes, {config.repeats} rounds interleaved layer "
                      "by layer; medians, and ratios to nn.BatchNorm (the fused operator) in this run.",

@@ -13,10 +13,11 @@ from typing import Callable, ClassVar, Mapping, Sequence
 import mxnet as mx
 from mxnet import gluon
 
-from ..chapter.models import BN_LAYERS, LABELS, seeded_lenet
+from ..chapter.models import seeded_lenet
 from ..chapter.training import Epoch, OnEpochEnd, history_rows
 from ..comparison.checks import COMPARED, check_layer, known_differences, mode_table
 from ..comparison.drift import copy_parameters, copy_state, model_drift
+from ..norms import NORMS, label
 from ..parallel.device_stats import accuracy_per_copy, stat_copies, statistics_gap, stats_distance
 from ..parallel.devices import Contexts, as_list, describe, forward_shards, split_batch
 from ..performance.measurements import time_bn_layers
@@ -26,7 +27,7 @@ from ..reports.plots import plot_drift, plot_histories
 from ..reports.tables import markdown_table, shape_text, speed_table
 from .shared import TrainConfig, prepare, train_model
 
-__all__ = ["CHECK_SHAPES", "DEVICE_KINDS", "CompareConfig", "compare_devices", "compare_models", "run"]
+__all__ = ["CHECK_SHAPES", "CompareConfig", "compare_devices", "compare_models", "run"]
 
 
 @dataclass
@@ -77,21 +78,10 @@ def compare_models(config: CompareConfig, ctx: mx.Context, log: Callable[[str], 
 
     runs, stats = {}, {first: [], second: []}
     for norm, callback in ((first, snapshot), (second, measure)):
-        log(f"\n== {LABELS[norm]} LeNet (shared start) ==")
+        log(f"\n== {label(norm)} LeNet (shared start) ==")
         keep_stats = OnEpochEnd(lambda _, net, mine=stats[norm]: mine.append(stat_copies(net)[0]))
         runs[norm] = train_model(norm, config, ctx, log, net=nets[norm], callbacks=[OnEpochEnd(callback), keep_stats])
     return {"runs": runs, "drift": drift, "start": snapshots[0], "stats": stats}
-
-
-#: The BN kinds run on several devices, each with the one-device LeNet its statistics are held against.
-DEVICE_KINDS = {"scratch": "scratch", "gluon": "gluon", "sync": "scratch"}
-#: What each kind does with its moving statistics on several devices (tests/test_devices.py, test_sync.py).
-MECHANISM = {
-    "scratch": "one set, re-copied to each shard's device in turn: momentum applies once per device, "
-               "each update sees one shard, and the set ends on the last device",
-    "gluon": "one copy per device, each updated from its own shard; `save_parameters` writes their mean",
-    "sync": "one set, updated once per step with the whole batch's mean and variance",
-}
 
 
 def compare_devices(config: CompareConfig, contexts: Contexts, start: gluon.Block, references: Mapping,
@@ -110,7 +100,7 @@ def compare_devices(config: CompareConfig, contexts: Contexts, start: gluon.Bloc
         return net
 
     results = {}
-    for norm, reference in DEVICE_KINDS.items():
+    for norm, reference in ((n.name, n.devices) for n in NORMS.values() if n.devices):
         net = fresh(norm, contexts)
         copy_parameters(start, net)
         distances: list = []
@@ -122,7 +112,7 @@ def compare_devices(config: CompareConfig, contexts: Contexts, start: gluon.Bloc
             gaps.append(statistics_gap(fresh(norm, contexts), fresh(reference, as_list(contexts)[0]), trained,
                                        probe_iter, contexts, num_batches=config.gap_batches))
 
-        log(f"\n== {LABELS[norm]} LeNet on {describe(contexts)} (shared start) ==")
+        log(f"\n== {label(norm)} LeNet on {describe(contexts)} (shared start) ==")
         trained = train_model(norm, config, contexts, log, net=net, callbacks=[OnEpochEnd(measure)])
         results[norm] = {"history": history_rows(trained.history), "reference": reference,
                          "stats_distance": distances, "stats_gap": gaps,
@@ -136,7 +126,7 @@ def run(config: CompareConfig, log: Callable[[str], None] = print) -> dict:
     contexts, out, extra = prepare(config, log)
     ctx = as_list(contexts)[0]  # layer checks, and the one-device LeNets every device count is held against
     started = time.perf_counter()
-    layers = {name: BN_LAYERS[name] for name in COMPARED}
+    layers = {name: NORMS[name].layer for name in COMPARED}
     checks = [c for name, factory in layers.items() for shape in CHECK_SHAPES
               for c in check_layer(factory, shape, name, steps=config.steps, ctx=ctx, seed=config.seed)]
     differences = known_differences(ctx, seed=config.seed)
@@ -176,7 +166,7 @@ def checks_table(checks) -> str:
     """Agreement of each layer with the float64 reference, one row per quantity."""
     return markdown_table(
         ["layer", "input shape", "quantity", "max abs err", "max rel err", "tolerance (atol, rtol)", "result"],
-        [[LABELS.get(c.layer, c.layer), shape_text(c.shape), c.quantity, f"{c.max_abs:.1e}", f"{c.max_rel:.1e}",
+        [[label(c.layer), shape_text(c.shape), c.quantity, f"{c.max_abs:.1e}", f"{c.max_rel:.1e}",
           f"{c.atol:g}, {c.rtol:g}", "pass" if c.passed else "**FAIL**"] for c in checks])
 
 
@@ -200,7 +190,7 @@ def modes_table(modes) -> str:
         cells = [f"{r.statistics} stats, {'updates' if r.updated else 'no update'}" for r in layers.values()]
         same = len({r.statistics for r in layers.values()}) == 1
         rows.append([f"`{scope}`", *cells, "yes" if same else "**NO**"])
-    names = [LABELS.get(n, n) for n in next(iter(by_scope.values()))]
+    names = [label(n) for n in next(iter(by_scope.values()))]
     return markdown_table(["autograd scope", *names, "same statistics"], rows)
 
 
@@ -211,7 +201,7 @@ def histories_table(histories: Mapping[str, Sequence]) -> str:
     for epochs in zip(*(histories[n] for n in names)):
         cells = [f"{e.loss:.4f} / {e.train_acc:.3f} / {e.test_acc:.3f}" for e in epochs]
         rows.append([epochs[0].epoch, *cells])
-    return markdown_table(["epoch", *(f"{LABELS.get(n, n)}: loss / train / test" for n in names)], rows)
+    return markdown_table(["epoch", *(f"{label(n)}: loss / train / test" for n in names)], rows)
 
 
 def drift_table(drift: Sequence[Mapping]) -> str:
@@ -263,13 +253,13 @@ def devices_section(devices: Mapping, one_device: Mapping, contexts: Contexts) -
     for norm, r in devices.items():
         acc = r["test_acc"]
         rows.append([
-            LABELS[norm], MECHANISM[norm],
+            label(norm), NORMS[norm].mechanism,
             "; ".join(", ".join(f"{d:.1e}" for d in epoch) for epoch in r["stats_gap"]),
             "; ".join(", ".join(f"{d:.1e}" for d in epoch) for epoch in r["stats_distance"]),
             f"{r['history'][-1]['loss']:.4f}", f"{acc['as_evaluated']:.3f}",
             ", ".join(f"{a:.3f}" for a in acc.get("each_copy", [])) or "(one set)",
             f"{acc['mean_of_copies']:.3f}" if "mean_of_copies" in acc else "(one set)",
-            f"{one_device[r['reference']].history[-1].test_acc:.3f} ({LABELS[r['reference']]})"])
+            f"{one_device[r['reference']].history[-1].test_acc:.3f} ({label(r['reference'])})"])
     return "\n\n".join([
         f"## On {k} devices: {describe(contexts)}",
         "Each kind trains from the same start on the same batches as the one-device LeNets above, each "

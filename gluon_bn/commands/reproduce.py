@@ -7,33 +7,25 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Callable
 
 import numpy as np
 
-from ..chapter.models import LABELS, NORMS
-from ..chapter.training import history_rows
+from ..chapter.published import CHAPTER, CHAPTER_EPOCH, chapter_table
+from ..norms import NORMS, label
 from ..parallel.distributed import connect, disconnect
 from ..reliability.errors import Diverged, Interrupted, UsageError
 from ..reliability.record import save_record
 from ..reports.plots import plot_histories
 from .shared import ModelRun, TrainConfig, prepare, train_model
 
-__all__ = ["CHAPTER", "CHAPTER_EPOCH", "ReproduceConfig", "chapter_table", "run"]
-
-#: The chapter's published run (GPU, lr 1.0, batch 256), epoch 5.
-CHAPTER = {
-    "scratch": {"loss": 0.3051, "train_acc": 0.890, "test_acc": 0.870},
-    "gluon": {"loss": 0.3071, "train_acc": 0.889, "test_acc": 0.881},
-}
-CHAPTER_EPOCH = 5
-
+__all__ = ["ReproduceConfig", "run"]
 
 @dataclass
 class ReproduceConfig(TrainConfig):
     """The chapter's two BN LeNets (or the ones named) with its settings."""
 
-    models: tuple[str, ...] = ("scratch", "gluon")
+    models: tuple[str, ...] = tuple(CHAPTER)
     resume: bool = False
     kvstore: str | None = None  # "dist_sync": one worker of a job started by ``gluon-bn launch``
 
@@ -48,28 +40,6 @@ class ReproduceConfig(TrainConfig):
                              "and a Trainer keys it by its parameters' indices): give --model scratch, gluon, ...")
         super().validate()
         return self
-
-
-def chapter_table(histories: Mapping[str, Sequence], published: Mapping[str, Mapping[str, float]] = CHAPTER,
-                  published_epoch: int = CHAPTER_EPOCH) -> str:
-    """A table of each model's epoch-``published_epoch`` numbers (or its last) beside the chapter's."""
-    header = (f"{'model':<14}{'epoch':>6}{'loss':>9}{'train acc':>11}{'test acc':>10}   |"
-              f"{'chapter loss':>14}{'train acc':>11}{'test acc':>10}   |{'Δ loss':>9}{'Δ train':>9}")
-    lines = [header, "-" * len(header)]
-    for name, history in histories.items():
-        rows = history_rows(history)
-        ours = next((r for r in rows if r["epoch"] == published_epoch), rows[-1])
-        line = (f"{LABELS.get(name, name):<14}{ours['epoch']:>6}{ours['loss']:>9.4f}"
-                f"{ours['train_acc']:>11.3f}{ours['test_acc']:>10.3f}   |")
-        ref = published.get(name)
-        if ref:
-            line += (f"{ref['loss']:>14.4f}{ref['train_acc']:>11.3f}{ref['test_acc']:>10.3f}   |"
-                     f"{ours['loss'] - ref['loss']:>+9.4f}{ours['train_acc'] - ref['train_acc']:>+9.3f}")
-        lines.append(line)
-    lines.append(f"chapter: its published GPU run, epoch {published_epoch}, lr 1.0, batch 256. "
-                 "Test accuracy at lr 1.0 swings by several points between epochs and runs; "
-                 "compare the training numbers.")
-    return "\n".join(lines)
 
 
 def run(config: ReproduceConfig, log: Callable[[str], None] = print) -> dict:
@@ -97,7 +67,7 @@ def run(config: ReproduceConfig, log: Callable[[str], None] = print) -> dict:
                     wall_time=time.perf_counter() - started)
 
     for norm in config.models:
-        log(f"\n== {LABELS[norm]} LeNet ==")
+        log(f"\n== {label(norm)} LeNet ==")
         try:
             trained = runs[norm] = train_model(norm, config, ctx, log, checkpoints=out / "checkpoints" / norm,
                                                resume=config.resume, job=job)

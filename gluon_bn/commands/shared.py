@@ -20,9 +20,10 @@ import numpy as np
 from mxnet import gluon
 
 from ..chapter.data import ArrayLoader, load_data_fashion_mnist, read_fashion_mnist
-from ..chapter.models import LABELS, seeded_lenet
+from ..chapter.models import seeded_lenet
 from ..chapter.training import Callback, Epoch, history_rows, make_trainer, train_ch5, try_gpu
 from ..comparison.bnstate import bn_layers
+from ..norms import label
 from ..parallel.devices import Contexts, as_list, check_threads, forward_shards, parse_contexts, split_batch
 from ..parallel.distributed import Job, WorkerSync
 from ..reliability import faults
@@ -279,7 +280,7 @@ def train_model(norm: str, config: TrainConfig, ctx: Contexts, log: Callable[[st
             raise
         except TrainingInterrupted as exc:
             save(exc.epoch, exc.metric)
-            raise Interrupted(f"interrupted during epoch {exc.epoch + 1} of {LABELS[norm]}; its state is "
+            raise Interrupted(f"interrupted during epoch {exc.epoch + 1} of {label(norm)}; its state is "
                               f"saved in {ckpt.directory}: run the same command with --resume to "
                               "continue") from None
     run = ModelRun(norm, history, wall_time=time.perf_counter() - start,

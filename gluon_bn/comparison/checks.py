@@ -22,7 +22,7 @@ import numpy as np
 from mxnet import autograd, gluon, nd
 from mxnet.gluon import nn
 
-from ..chapter.models import BN_LAYERS
+from ..norms import NORMS
 from .bnstate import get_stats, is_bn, set_affine, set_stats
 from .reference import bn_backward, bn_forward, reduce_axes
 
@@ -31,7 +31,7 @@ __all__ = ["COMPARED", "Check", "Difference", "ModeRow", "check_layer", "known_d
 
 LayerFactory = Callable[[int, int], gluon.Block]
 
-#: The two layers the chapter sets side by side, by their names in ``models.BN_LAYERS``.
+#: The two layers the chapter sets side by side, by their names in ``norms.NORMS``.
 COMPARED = ("scratch", "gluon")
 
 
@@ -167,7 +167,7 @@ class Difference:
 
 def _pair(ctx, c, ndim, align_init: bool, gluon_kwargs=None):
     """A scratch and a Gluon layer on ``ctx``; with ``align_init`` both start at mean 0, var 1."""
-    scratch = _make(BN_LAYERS["scratch"], c, ndim, ctx)
+    scratch = _make(NORMS["scratch"].layer, c, ndim, ctx)
     gl = nn.BatchNorm(in_channels=c, **(gluon_kwargs or {}))
     gl.initialize(ctx=ctx)
     if align_init:
@@ -323,7 +323,7 @@ def mode_table(ctx: mx.Context | None = None, seed: int = 0) -> list[ModeRow]:
     rows = []
     for scope, (manager, backward) in SCOPES.items():
         for name in COMPARED:
-            layer = _make(BN_LAYERS[name], c, 4, ctx)
+            layer = _make(NORMS[name].layer, c, 4, ctx)
             set_stats(layer, mean0, var0, ctx)
             y, _ = _step(layer, x, np.ones(shape, np.float32) if backward else None, ctx, scope=manager)
             used = ("batch" if _gap(y, by_batch) < 1e-3 else "moving" if _gap(y, by_moving) < 1e-3

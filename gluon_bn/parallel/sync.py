@@ -14,49 +14,42 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from mxnet import autograd, init, nd
+from mxnet import autograd, nd
 from mxnet.gluon import nn
 
-from ..chapter.layers import _check_input
+from ..chapter.layers import BatchNorm, check_input
+from ..comparison.reference import reduce_axes
 
 __all__ = ["ShardedSequential", "SyncBatchNorm"]
 
 
-class SyncBatchNorm(nn.Block):
+class SyncBatchNorm(BatchNorm):
     """The chapter's BatchNorm, normalizing with the statistics of all ``num_devices`` shards together."""
 
     takes_shards = True
 
     def __init__(self, num_features: int, num_dims: int, num_devices: int = 1, **kwargs):
-        super().__init__(**kwargs)
-        if num_dims not in (2, 4) or num_features < 1 or num_devices < 1:
-            raise ValueError(f"SyncBatchNorm(num_features={num_features}, num_dims={num_dims}, "
-                             f"num_devices={num_devices}): num_dims is 2 after a Dense layer, 4 after a "
-                             "Conv2D; num_features and num_devices are at least 1")
-        self.num_features, self.num_dims, self.num_devices = num_features, num_dims, num_devices
-        shape = (1, num_features) if num_dims == 2 else (1, num_features, 1, 1)
-        self.gamma = self.params.get('gamma', shape=shape, init=init.One())
-        self.beta = self.params.get('beta', shape=shape, init=init.Zero())
-        self.moving_mean = nd.zeros(shape)
-        self.moving_var = nd.zeros(shape)
+        if num_devices < 1:
+            raise ValueError(f"SyncBatchNorm(num_devices={num_devices}): give at least 1 device")
+        super().__init__(num_features, num_dims, **kwargs)
+        self.num_devices = num_devices
         self.eps, self.momentum = 1e-5, 0.9
 
     def _check_shards(self, shards: Sequence[nd.NDArray]) -> None:
         """Name what would make the statistics wrong: shapes, shared devices, a device count other than promised."""
         contexts = [X.context for X in shards]
         for X in shards:
-            if X.context not in self.gamma.list_ctx():
-                raise ValueError(f"a shard is on {X.context} but this SyncBatchNorm's parameters are on "
-                                 f"{self.gamma.list_ctx()}: initialize the net with ctx=[the devices]")
-            _check_input(X, self.gamma.data(X.context))
-            if len(X.shape) != self.num_dims or X.shape[1] != self.num_features:
-                raise ValueError(f"SyncBatchNorm({self.num_features}, num_dims={self.num_dims}) got a shard of "
-                                 f"shape {tuple(X.shape)}; check the layer this SyncBatchNorm follows")
+            check_input(X, self.gamma.data(self.gamma.list_ctx()[0]))
+            self._check_input(X)
         if len(set(contexts)) != len(contexts):
             raise ValueError(f"two shards share a device ({contexts}): give each shard its own device "
                              "(gluon.utils.split_and_load over distinct contexts)")
         batch = sum(X.shape[0] for X in shards)
         if autograd.is_training() and len(shards) != min(self.num_devices, batch):
+            if len(shards) == 1:
+                raise ValueError(f"SyncBatchNorm(num_devices={self.num_devices}) got 1 shard: it needs every "
+                                 "device's shard at once, so call the net on the list, net(shards) with "
+                                 "shards = gluon.utils.split_and_load(X, ctx), not [net(x) for x in shards]")
             raise ValueError(f"SyncBatchNorm(num_devices={self.num_devices}) got {len(shards)} shard(s): build "
                              f"the net with lenet('sync', num_devices={len(shards)}) or train on "
                              f"{self.num_devices} devices")
@@ -78,7 +71,7 @@ class SyncBatchNorm(nn.Block):
 
     def _train(self, shards: list[nd.NDArray]) -> list[nd.NDArray]:
         home = shards[0].context
-        axes = (0,) if self.num_dims == 2 else (0, 2, 3)
+        axes = reduce_axes(self.num_dims)
         count = sum(X.size // self.num_features for X in shards)
 
         def total(per_shard):  # per-device sums, added on the first device

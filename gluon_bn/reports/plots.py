@@ -10,8 +10,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from ..chapter.models import LABELS
 from ..chapter.training import history_rows
+from ..norms import label as norm_label
 from ..reliability.files import atomic_write_bytes
 
 __all__ = ["plot_drift", "plot_exercise", "plot_histories"]
@@ -42,10 +42,10 @@ def plot_histories(histories: Mapping[str, Sequence], path: str | os.PathLike | 
         color = f"C{i}"
         epochs = [r["epoch"] for r in rows]
         for ax, (key, _) in zip(axes, _PANELS):
-            ax.plot(epochs, [r[key] for r in rows], "o-", color=color, label=LABELS.get(name, name))
+            ax.plot(epochs, [r[key] for r in rows], "o-", color=color, label=norm_label(name))
             if reference and name in reference and key in reference[name]:
                 ax.plot([reference_epoch], [reference[name][key]], "x", color=color, markersize=10,
-                        label=f"{LABELS.get(name, name)} (chapter)")
+                        label=f"{norm_label(name)} (chapter)")
     for ax, (_, label) in zip(axes, _PANELS):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from ..chapter.models import LABELS
+from ..norms import label
 
 __all__ = ["markdown_table", "shape_text", "speed_table"]
 
@@ -25,6 +25,6 @@ def speed_table(rows: Sequence[Mapping]) -> str:
     return markdown_table(
         ["input shape", "layer", "forward ms", "backward ms", "fwd+bwd ms", "forward ratio", "backward ratio",
          "fwd+bwd ratio"],
-        [[shape_text(r["shape"]), LABELS.get(r["layer"], r["layer"]), f"{r['forward_ms']:.2f}", f"{r['backward_ms']:.2f}",
+        [[shape_text(r["shape"]), label(r["layer"]), f"{r['forward_ms']:.2f}", f"{r['backward_ms']:.2f}",
           f"{r['forward_backward_ms']:.2f}", f"{r['forward_ratio']:.2f}", f"{r['backward_ratio']:.2f}",
           f"{r['forward_backward_ratio']:.2f}"] for r in rows])
