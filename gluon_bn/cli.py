@@ -17,11 +17,11 @@ from .commands.compare import CompareConfig  # noqa: E402
 from .commands.exercise import ExerciseConfig  # noqa: E402
 from .commands.launch import LaunchConfig  # noqa: E402
 from .commands.reproduce import ReproduceConfig  # noqa: E402
-from .commands.shared import CONTEXTS  # noqa: E402
 from .experiments.exercises import EXERCISES  # noqa: E402
 from .norms import NORMS  # noqa: E402
+from .parallel.devices import CONTEXTS  # noqa: E402
 from .parallel.distributed import KVSTORES  # noqa: E402
-from .reliability.errors import GluonBNError  # noqa: E402
+from .reliability.errors import GluonBNError, require_positive  # noqa: E402
 from .runtime import threads
 
 __all__ = ["main"]
@@ -32,14 +32,13 @@ def _model_choices() -> dict[str, tuple[str, ...]]:
 
 
 def _positive(kind):
-    """An argparse type accepting only positive values of ``kind``."""
+    """An argparse type accepting only positive, finite values of ``kind``."""
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
-        if not 0 < value < float("inf"):
-            raise argparse.ArgumentTypeError(f"must be positive and finite, got {text}")
+        require_positive("", value, argparse.ArgumentTypeError)  # argparse names the option
         return value
     parse.__name__ = f"positive {kind.__name__}"
     return parse

@@ -12,12 +12,13 @@ from mxnet import gluon, nd
 from poisoned import Poisoned
 
 from gluon_bn import lenet
-from gluon_bn.commands import reproduce, shared
+from gluon_bn.commands import reproduce
 from gluon_bn.commands.reproduce import ReproduceConfig
 from gluon_bn.comparison.bnstate import bn_layers, get_stats
 from gluon_bn.reliability.checkpoint import Checkpointer
 from gluon_bn.reliability.errors import Diverged
 from gluon_bn.reliability.record import load_record
+from gluon_bn.runs import settings
 
 QUICK = ["--epochs", "2", "--num-train", "2048", "--num-test", "1000", "--batch-size", "256"]
 LINE = re.compile(r"^epoch (\d), loss \d\.\d{4}, train acc \d\.\d{3}, test acc \d\.\d{3}, time \d+\.\d sec$", re.M)
@@ -214,8 +215,8 @@ def test_resume_with_another_setting_is_one_line_naming_it_and_exit_2(checkpoint
 def test_divergence_names_epoch_and_batch_and_keeps_the_last_good_checkpoint_and_record(norm, tmp_path, real_data_dir,
                                                                                       monkeypatch):
     """A NaN in epoch 2 stops the run; epoch 1's checkpoint and record stay as they were, finite."""
-    real_loader = shared.load_data_fashion_mnist
-    monkeypatch.setattr(shared, "load_data_fashion_mnist",
+    real_loader = settings.load_data_fashion_mnist
+    monkeypatch.setattr(settings, "load_data_fashion_mnist",
                         lambda *args, **kwargs: (lambda train, test: (Poisoned(train), test))(*real_loader(*args, **kwargs)))
     config = ReproduceConfig(models=(norm,), epochs=3, num_train=1024, num_test=256, ctx="cpu", out=str(tmp_path))
     checkpoints = tmp_path / "checkpoints" / norm

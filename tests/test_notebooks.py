@@ -1,4 +1,5 @@
 """Every notebook runs top to bottom headless in quick mode and shows at least one figure."""
+import ast
 import re
 from pathlib import Path
 
@@ -35,3 +36,28 @@ def test_notebook_runs_in_quick_mode(path, tmp_path, monkeypatch, real_data_dir)
 def test_markers_tell_a_failed_check_apart():
     assert re.search(MARKERS["compare_with_gluon.ipynb"], "42 of 42 checks pass\n", re.M)
     assert not re.search(MARKERS["compare_with_gluon.ipynb"], "40 of 42 checks pass\n", re.M)
+
+
+def _imported_modules(source: str) -> set[str]:
+    """Every module a code cell imports (IPython's ! and % lines left out)."""
+    tree = ast.parse("\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("!", "%"))))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            found |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
+    return found
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[nb.name for nb in NOTEBOOKS])
+def test_notebooks_import_the_library_never_a_command(path):
+    nb = nbformat.read(path, as_version=4)
+    imported = set().union(*(_imported_modules(c.source) for c in nb.cells if c.cell_type == "code"))
+    assert any(name.startswith("gluon_bn") for name in imported)
+    assert sorted(n for n in imported if n == "gluon_bn.commands" or n.startswith("gluon_bn.commands.")) == []
+
+
+def test_the_import_check_sees_a_command():
+    assert "gluon_bn.commands" in _imported_modules("from gluon_bn import commands\n%matplotlib inline")
+    assert "gluon_bn.commands.compare" in _imported_modules("import gluon_bn.commands.compare as c")

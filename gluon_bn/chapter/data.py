@@ -31,7 +31,7 @@ import numpy as np
 from mxnet import nd
 from tqdm import tqdm
 
-from ..reliability.errors import DataError
+from ..reliability.errors import DataError, require_positive
 from ..runtime.threads import serial_python_thread
 
 __all__ = ["FILES", "RELEASES", "ArrayLoader", "FashionMNIST", "candidate_dirs",
@@ -260,8 +260,7 @@ class ArrayLoader:
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int,
                  shuffle: bool = False, resize: int | None = None, seed: int | None = None):
-        if batch_size <= 0:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        require_positive("batch_size", batch_size, integer=True)
         # The same scaling as gluon's ToTensor: uint8 HxW -> float32 1xHxW in [0, 1].
         self.images = (images.astype(np.float32) / 255)[:, None, :, :]
         self.labels = labels.astype(np.int32)
@@ -317,17 +316,16 @@ class ArrayLoader:
 
 def load_data_fashion_mnist(batch_size: int, resize: int | None = None,
                             root: str | os.PathLike | None = None, *, seed: int | None = None,
-                            num_train: int | None = None, num_test: int | None = None
-                            ) -> tuple[ArrayLoader, ArrayLoader]:
+                            num_train: int | None = None, num_test: int | None = None,
+                            data: FashionMNIST | None = None) -> tuple[ArrayLoader, ArrayLoader]:
     """The chapter's loader: (train_iter, test_iter) over real Fashion-MNIST.
 
     ``num_train``/``num_test`` keep only the first examples of each split (quick runs);
-    ``seed`` fixes the shuffling order.
+    ``seed`` fixes the shuffling order; ``data``, the set already read (else it is read from ``root``).
     """
-    data = read_fashion_mnist(root)
-    for name, value in (("num_train", num_train), ("num_test", num_test)):
-        if value is not None and value <= 0:
-            raise ValueError(f"{name} must be positive, got {value}")
+    require_positive("num_train", num_train, integer=True)
+    require_positive("num_test", num_test, integer=True)
+    data = data if data is not None else read_fashion_mnist(root)
     train = ArrayLoader(data.train_images[:num_train], data.train_labels[:num_train],
                         batch_size, shuffle=True, resize=resize, seed=seed)
     test = ArrayLoader(data.test_images[:num_test], data.test_labels[:num_test],

@@ -1,8 +1,9 @@
 """The ``gluon-bn`` commands, one module each: config in, record, report and plots out.
 
-Each module holds its command's config, its ``run(config, log=print)`` and the writing of its
-own report; :mod:`.shared` holds what they all need. The CLI (``gluon_bn.cli``) and the
-notebooks call them the same way.
+Each module holds its command's config (or takes the library's), its ``run(config, log=print)``
+and the writing of its own record, report and plots; what they share is the library's
+(:mod:`gluon_bn.runs` above all). The CLI (``gluon_bn.cli``) runs them; notebooks import the
+library, never a command.
 """
 from . import bench, compare, exercise, launch, reproduce
 

@@ -21,8 +21,9 @@ from ..reliability.errors import UsageError
 from ..reliability.files import atomic_write_text
 from ..reliability.record import save_record
 from ..reports.tables import markdown_table, speed_table
+from ..runs.prepare import prepare
+from ..runs.settings import RunConfig
 from ..runtime.compiled import compile_net
-from .shared import RunConfig, prepare
 
 __all__ = ["BenchConfig", "SECTIONS", "run"]
 
@@ -213,7 +214,7 @@ def run(config: BenchConfig, log: Callable[[str], None] = print) -> dict:
     config = config.resolved()
     if "," in config.ctx:
         raise UsageError(f"--ctx {config.ctx}: bench times one device; give one (cpu, gpu, auto or cpu:1)")
-    ctx, out, extra = prepare(config, log)
+    ctx, out, extra, _ = prepare(config, log)
     threads = extra["environment"]["threads"]
     started = time.perf_counter()
     results: dict = {}

@@ -21,12 +21,13 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from ..parallel.ps_node import ROLE_ENV
 from ..reliability.errors import UsageError
+from ..runs.settings import Settings
 from ..runtime import threads as thread_setup
 
 __all__ = ["LaunchConfig", "read_hosts", "run"]
@@ -38,7 +39,7 @@ _HOST = re.compile(r"^[A-Za-z0-9._@-]+$")
 
 
 @dataclass
-class LaunchConfig:
+class LaunchConfig(Settings):
     """A job: how many workers and servers, where, and the gluon-bn command each worker runs."""
 
     workers: int = 2
@@ -48,11 +49,6 @@ class LaunchConfig:
     port: int | None = None    # the scheduler's port; None: a free one
     ssh: str = "ssh"           # how to start a process on another host
     grace: float = 5.0         # seconds a stopped process gets before kill -9
-
-    @classmethod
-    def field_names(cls) -> set[str]:
-        """The settings this config has (the CLI passes only those)."""
-        return {f.name for f in fields(cls)}
 
     def validate(self) -> "LaunchConfig":
         for name in ("workers", "servers"):

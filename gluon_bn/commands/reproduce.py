@@ -13,11 +13,12 @@ import numpy as np
 
 from ..chapter.published import CHAPTER, CHAPTER_EPOCH, chapter_table
 from ..norms import NORMS, label
-from ..parallel.distributed import connect, disconnect
 from ..reliability.errors import Diverged, Interrupted, UsageError
 from ..reliability.record import save_record
 from ..reports.plots import plot_histories
-from .shared import ModelRun, TrainConfig, prepare, train_model
+from ..runs.prepare import prepare
+from ..runs.settings import TrainConfig
+from ..runs.supervised import ModelRun, train_model
 
 __all__ = ["ReproduceConfig", "run"]
 
@@ -44,14 +45,10 @@ class ReproduceConfig(TrainConfig):
 
 def run(config: ReproduceConfig, log: Callable[[str], None] = print) -> dict:
     """Train each configured model, print the chapter's lines, write record and plot."""
-    config = config.resolved().validate()
-    job = connect(config.kvstore) if config.kvstore else None
+    config = config.resolved()
+    job, log = _join_job(config, log) if config.kvstore else (None, log)
     reports = job is None or job.rank == 0  # rank 0 reports for the job
-    if job is not None:
-        log(f"kvstore {config.kvstore}: worker rank {job.rank} of {job.num_workers}")
-        if not reports:
-            log = lambda _: None  # noqa: E731
-    ctx, out, extra = prepare(config, log)
+    ctx, out, extra, data = prepare(config, log)
     extra["chapter"] = {"epoch": CHAPTER_EPOCH, "results": CHAPTER}
     if job is not None:
         extra["distributed"] = {"kvstore": config.kvstore, "workers": job.num_workers, "servers": job.num_servers}
@@ -70,7 +67,7 @@ def run(config: ReproduceConfig, log: Callable[[str], None] = print) -> dict:
         log(f"\n== {label(norm)} LeNet ==")
         try:
             trained = runs[norm] = train_model(norm, config, ctx, log, checkpoints=out / "checkpoints" / norm,
-                                               resume=config.resume, job=job)
+                                               resume=config.resume, job=job, data=data)
         except Diverged as exc:
             write_record(diverged={"model": norm, "epoch": exc.epoch, "batch": exc.batch, "loss": str(exc.loss)})
             raise
@@ -82,6 +79,7 @@ def run(config: ReproduceConfig, log: Callable[[str], None] = print) -> dict:
             log(f"first BN layer (net[1]) beta:  {np.array2string(np.array(trained.beta), precision=4)}")
         write_record()
     if job is not None:
+        from ..parallel.distributed import disconnect
         disconnect()
     histories = {name: r.history for name, r in runs.items()}
     if not reports:
@@ -91,3 +89,13 @@ def run(config: ReproduceConfig, log: Callable[[str], None] = print) -> dict:
     log("\n" + chapter_table(histories))
     log(f"\nwrote {record_path} and {plot_path}")
     return {"record": record_path, "plot": plot_path, "runs": runs}
+
+
+def _join_job(config: ReproduceConfig, log: Callable[[str], None]):
+    """Join the kvstore job this worker belongs to (settings checked first, so every worker stops alike);
+    only rank 0 logs."""
+    from ..parallel.distributed import connect
+
+    job = connect(config.validate().kvstore)
+    log(f"kvstore {config.kvstore}: worker rank {job.rank} of {job.num_workers}")
+    return job, (log if job.rank == 0 else lambda _: None)

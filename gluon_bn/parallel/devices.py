@@ -8,11 +8,17 @@ from __future__ import annotations
 from typing import Sequence, Union
 
 import mxnet as mx
+from d2l import mxnet as d2l
 from mxnet import gluon, nd
 
+from ..reliability.errors import UsageError
 from ..runtime import threads
 
-__all__ = ["Contexts", "as_list", "check_threads", "describe", "forward_shards", "parse_contexts", "split_batch"]
+__all__ = ["CONTEXTS", "Contexts", "as_list", "check_threads", "describe", "forward_shards", "parse_contexts",
+           "resolve_context", "split_batch"]
+
+#: --ctx names for one device; several are listed as kind:index, e.g. cpu:0,cpu:1 (``parse_contexts``).
+CONTEXTS = ("cpu", "gpu", "auto")
 
 #: One context, or a list of them (data parallel).
 Contexts = Union[mx.Context, Sequence[mx.Context]]
@@ -78,3 +84,25 @@ def forward_shards(net: gluon.Block, shards: Sequence[nd.NDArray]) -> list[nd.ND
     if getattr(net, "takes_shards", False):
         return net(list(shards))
     return [net(X) for X in shards]
+
+
+def resolve_context(name: str) -> Contexts:
+    """'cpu', 'gpu' (must exist) or 'auto' (a GPU when MXNet sees one) to an MXNet context;
+    a list such as 'cpu:0,cpu:1' to a list of contexts (data parallel; one entry: that context)."""
+    if name == "cpu":
+        return mx.cpu()
+    if name == "gpu":
+        if mx.context.num_gpus() == 0:
+            raise UsageError("--ctx gpu: MXNet sees no GPU (this mxnet build or machine has none); "
+                             "install a CUDA build such as mxnet-cu112 on a GPU machine, or use --ctx cpu")
+        return mx.gpu(0)
+    if name == "auto":
+        return d2l.try_gpu()
+    if ":" not in name:
+        raise UsageError(f"unknown context {name!r}: choose from {', '.join(CONTEXTS)}, "
+                         "or list devices as kind:index, e.g. cpu:0,cpu:1")
+    try:
+        contexts = parse_contexts(name)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return contexts[0] if len(contexts) == 1 else contexts

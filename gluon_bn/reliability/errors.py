@@ -1,6 +1,9 @@
 """Errors meant for the user: each message names the problem and the fix."""
 
-__all__ = ["DataError", "Diverged", "GluonBNError", "Interrupted", "TrainingInterrupted", "UsageError"]
+import math
+
+__all__ = ["DataError", "Diverged", "GluonBNError", "Interrupted", "TrainingInterrupted", "UsageError",
+           "require_positive"]
 
 
 class GluonBNError(Exception):
@@ -41,3 +44,13 @@ class TrainingInterrupted(KeyboardInterrupt):
     def __init__(self, epoch: int, metric: list[float]):
         super().__init__(f"interrupted during epoch {epoch + 1}")
         self.epoch, self.metric = epoch, metric
+
+
+def require_positive(name: str, value, error: type[Exception] = ValueError, integer: bool = False) -> None:
+    """Raise ``error`` naming ``name`` unless ``value`` is unset (None) or positive and finite (an integer if asked)."""
+    if value is None:
+        return
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or (integer and not isinstance(value, int)) or not 0 < value < math.inf:
+        wanted = "a positive integer" if integer else "positive and finite"
+        raise error(f"{name + ' ' if name else ''}must be {wanted}, got {value!r}")

@@ -1,0 +1,147 @@
+"""Running one of the chapter's exercises: every variant for every seed, its summary, table and report."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, ClassVar, Mapping
+
+import mxnet as mx
+from mxnet import gluon
+
+from ..chapter.models import seeded_lenet
+from ..chapter.training import Callback, Epoch, history_rows
+from ..parallel.devices import Contexts, as_list, describe, resolve_context
+from ..reliability.errors import Diverged, UsageError
+from ..reports.tables import markdown_table
+from ..runs.settings import TrainConfig
+from ..runs.supervised import train_model
+from .exercises import EXERCISES, Exercise, Variant, fmt_mean_std, summarize
+
+__all__ = ["ExerciseConfig", "exercise_markdown", "run_exercise", "summary_table", "variant_config"]
+
+
+@dataclass
+class ExerciseConfig(TrainConfig):
+    """One of the chapter's exercises over several seeds."""
+
+    name: str = "no-bias"
+    epochs: int | None = None  # None: the exercise's own default
+    seeds: int = 3
+    resume: bool = False
+    precise_batches: int = 100
+
+    QUICK: ClassVar[dict] = {"epochs": 1, "num_train": 1024, "num_test": 500, "seeds": 2, "precise_batches": 4}
+    POSITIVE: ClassVar[tuple[str, ...]] = (*TrainConfig.POSITIVE, "seeds", "precise_batches")
+
+    def validate(self) -> "ExerciseConfig":
+        if self.name not in EXERCISES:
+            raise UsageError(f"unknown exercise {self.name!r}: choose from {', '.join(EXERCISES)}")
+        super().validate()
+        return self
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-." else "-" for c in text).strip("-")
+
+
+class _PerEpoch(Callback):
+    """Collects the exercise's own per-epoch measurements into the run's extras."""
+
+    def __init__(self, exercise: Exercise, config: ExerciseConfig, ctx: mx.Context, extras: dict):
+        self.exercise, self.config, self.ctx, self.extras = exercise, config, ctx, extras
+
+    def on_epoch_end(self, result: Epoch, net: gluon.Block) -> None:
+        for key, value in self.exercise.on_epoch(result, net, self.config, self.ctx).items():
+            self.extras.setdefault("per_epoch", {}).setdefault(key, []).append(value)
+
+
+def _train_variant(exercise: Exercise, variant: Variant, config: ExerciseConfig, ctx: Contexts, checkpoints,
+                   log: Callable[[str], None]) -> dict:
+    """Train one variant for one seed (``config.seed``); its record entry, diverged or not."""
+    log(f"\n== {variant.name}, seed {config.seed} ==")
+    net = seeded_lenet(variant.norm, ctx, config.seed, **variant.options)
+    extras: dict = {}
+    per_epoch = [_PerEpoch(exercise, config, ctx, extras)] if exercise.on_epoch else []
+    entry = {"variant": variant.name, "group": variant.group, "seed": config.seed, "lr": config.lr,
+             "devices": len(as_list(ctx)), "batch_size": config.batch_size}
+    try:
+        trained = train_model(variant.norm, config, ctx, log, net=net, callbacks=per_epoch, extras=extras,
+                              checkpoints=checkpoints, resume=config.resume)
+        if exercise.measure is not None:
+            extras.update(exercise.measure(net, config, ctx))
+        entry.update(status="trained", history=history_rows(trained.history))
+    except Diverged as exc:
+        log(f"diverged: {exc}")
+        entry.update(status="diverged", history=history_rows(exc.history),
+                     diverged={"epoch": exc.epoch, "batch": exc.batch, "loss": str(exc.loss)})
+    return {**entry, "extras": extras}
+
+
+def run_exercise(config: ExerciseConfig, ctx: Contexts, log: Callable[[str], None] = print,
+                 checkpoints: Path | None = None, done: Mapping[tuple[str, int], dict] | None = None,
+                 after_each: Callable[[list[dict]], None] | None = None) -> dict:
+    """Train every variant of ``config.name`` for every seed; its runs, summary, table and conclusion.
+
+    Args:
+        config: the exercise and its settings (``exercise_settings`` fills in the exercise's own defaults).
+        ctx: where the variants train, unless a variant names its devices.
+        log: where the per-epoch lines go.
+        checkpoints: a folder for each run's checkpoints (``config.resume`` continues from them).
+        done: runs already finished, by (variant, seed), kept as they are.
+        after_each: called with the runs so far after each run (the command rewrites its record).
+    """
+    exercise = EXERCISES[config.name]
+    runs: list[dict] = []
+    log(f"exercise {exercise.name}: {exercise.question}")
+    for variant in exercise.variants(config):
+        for seed in range(config.seed, config.seed + config.seeds):
+            settings = variant_config(config, variant, seed, as_list(ctx)[0].device_type)
+            where = None if checkpoints is None else checkpoints / f"{_slug(variant.name)}-seed{seed}"
+            runs.append((done or {}).get((variant.name, seed)) or _train_variant(
+                exercise, variant, settings, ctx if variant.devices is None else resolve_context(settings.ctx),
+                where, log))
+            if after_each is not None:
+                after_each(runs)
+    summary = summarize(runs)
+    return {"runs": runs, "summary": summary, "conclusion": exercise.conclude(summary, runs),
+            "table": summary_table(summary), "details": exercise.details(runs) if exercise.details else ""}
+
+
+def exercise_settings(config: ExerciseConfig) -> ExerciseConfig:
+    """``config`` with the exercise's own epochs and training subset where the user set none."""
+    config = config.resolved()
+    if config.name not in EXERCISES:
+        raise UsageError(f"unknown exercise {config.name!r}: choose from {', '.join(EXERCISES)}")
+    exercise = EXERCISES[config.name]
+    return replace(config, epochs=config.epochs or exercise.epochs, num_train=config.num_train or exercise.num_train)
+
+
+def exercise_markdown(config: ExerciseConfig, ctx: Contexts, result: Mapping, plot_name: str | None = None) -> str:
+    """The exercise's report: its question, settings, table, details, conclusion and plot."""
+    exercise = EXERCISES[config.name]
+    return "\n\n".join(part for part in (
+        f"# Exercise `{exercise.name}`", f"*{exercise.question}*",
+        f"{config.epochs} epochs per run, seeds {config.seed}..{config.seed + config.seeds - 1}, lr {config.lr:g} "
+        f"unless the row says otherwise, batch {config.batch_size}, on {describe(ctx)} unless the row names devices"
+        + (f", first {config.num_train:,} training images" if config.num_train else "")
+        + (f", first {config.num_test:,} test images" if config.num_test else "")
+        + ". Numbers are the last epoch's, mean ± std over seeds.", result["table"], result["details"],
+        f"**Conclusion (from this run's numbers).** {result['conclusion']}",
+        f"![plot]({plot_name})" if plot_name else "") if part)
+
+
+def variant_config(config: ExerciseConfig, variant: Variant, seed: int, kind: str = "cpu") -> ExerciseConfig:
+    """The run settings for one variant and seed (its devices are the first of the run's ``kind``)."""
+    changes = {"seed": seed, "lr": variant.lr if variant.lr is not None else config.lr,
+               "batch_size": variant.batch_size or config.batch_size}
+    if variant.devices is not None:
+        changes["ctx"] = ",".join(f"{kind}:{i}" for i in range(variant.devices))
+    return replace(config, **changes)
+
+
+def summary_table(summary: list[dict]) -> str:
+    """Per variant: learning rate, seeds, divergences, last-epoch numbers as mean ± std."""
+    return markdown_table(
+        ["variant", "lr", "seeds", "diverged", "loss", "train acc", "test acc"],
+        [[r["variant"], f"{r['lr']:g}", r["seeds"], r["diverged"], fmt_mean_std(r["loss"], r["loss_std"], 4),
+          fmt_mean_std(r["train_acc"], r["train_acc_std"]), fmt_mean_std(r["test_acc"], r["test_acc_std"])] for r in summary])
