@@ -258,7 +258,7 @@ def run(config: BenchConfig, log: Callable[[str], None] = print) -> dict:
                         "the Python thread.", *sections,
                         "## Targets", "\n".join(f"- {line}" for line in targets)])
     record_path, md_path = out / "bench.json", out / "bench.md"
-    save_record(record_path, "bench", config.to_dict(), results, **extra, targets=targets,
+    save_record(record_path, "bench", config.to_dict(), results, **extra, targets=targets, complete=True,
                 wall_time=time.perf_counter() - started)
     atomic_write_text(md_path, text + "\n")
     log("\n" + text)

@@ -56,7 +56,7 @@ def run(config: CompareConfig, log: Callable[[str], None] = print) -> dict:
                  "modes": [m.to_dict() for m in modes],
                  "models": {name: run.to_dict() for name, run in models["runs"].items()},
                  "drift": models["drift"], "speed": speed, "devices": devices},
-                **extra, failures=failed, wall_time=time.perf_counter() - started)
+                **extra, failures=failed, complete=True, wall_time=time.perf_counter() - started)
     log(f"\nwrote {out / 'compare.md'}, {out / 'compare.json'}, {curves} and {drift_png}")
     return {"failures": failed, "checks": checks, "differences": differences, "modes": modes,
             "drift": models["drift"], "speed": speed, "out": out}

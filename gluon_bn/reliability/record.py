@@ -1,4 +1,4 @@
-"""The one record format: a JSON document of what ran, where, and what it measured."""
+"""The one record: a JSON document of what ran, where, and what it measured (its schema: ``schema``)."""
 from __future__ import annotations
 
 import json
@@ -9,11 +9,12 @@ from importlib import metadata
 from pathlib import Path
 
 from ..parallel.devices import Contexts, as_list, describe
+from .errors import UsageError
 from .files import atomic_write_json
+from .schema import FORMAT, READABLE, validate
 
 __all__ = ["FORMAT", "cpu_model", "environment", "load_record", "save_record"]
 
-FORMAT = "gluon-bn-record/1"
 _PACKAGES = ("gluon-bn", "mxnet", "numpy", "d2l", "matplotlib")
 
 
@@ -50,15 +51,26 @@ def environment(ctx: Contexts) -> dict:
     }
 
 
-def save_record(path: str | os.PathLike, command: str, config: dict, results: dict, **extra) -> Path:
-    """Write one record atomically; ``results`` maps model name to its measurements."""
-    record = {"format": FORMAT, "command": command, "config": config, **extra, "results": results}
+def save_record(path: str | os.PathLike, command: str, config: dict, results: dict, *, complete: bool,
+                wall_time: float, **extra) -> Path:
+    """Write one record atomically, after checking it against the schema; ``results``: what the command measured."""
+    record = {"format": FORMAT, "command": command, "config": config, **extra, "complete": complete,
+              "wall_time": wall_time, "results": results}
+    validate(record)
     return atomic_write_json(path, record)
 
 
 def load_record(path: str | os.PathLike) -> dict:
-    """Read a record back, refusing files of another format."""
+    """Read a record back: this version's (checked against the schema) or a ``READABLE`` older one."""
     record = json.loads(Path(path).read_text())
-    if record.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a {FORMAT} record (format {record.get('format')!r})")
+    found = record.get("format") if isinstance(record, dict) else None
+    if found in READABLE:
+        return record
+    if found != FORMAT:
+        raise UsageError(f"{path} is not a record this gluon-bn reads (format {found!r}; it reads {FORMAT} and "
+                         f"{', '.join(READABLE)}): move it away, or choose another --out")
+    try:
+        validate(record)
+    except ValueError as exc:
+        raise UsageError(f"{path}: {exc}; move it away, or choose another --out") from None
     return record
