@@ -7,7 +7,7 @@ to the full set, both measured in this run. Usage: python benchmarks/data_pass.p
 import time
 
 import gluon_bn  # isort: skip  first: it sets MXNet's CPU threads, which MXNet fixes when it loads
-import gluon_bn.chapter.data  # isort: skip
+import gluon_bn.chapter.fashion_mnist  # isort: skip
 import mxnet as mx
 from mxnet import gluon, init, nd
 
@@ -16,7 +16,7 @@ BATCH, SUBSET = 256, 15360
 
 def main() -> None:
     t = time.perf_counter()
-    gluon_bn.chapter.data.read_fashion_mnist()
+    gluon_bn.chapter.fashion_mnist.read_fashion_mnist()
     decode = time.perf_counter() - t
     train_iter, test_iter = gluon_bn.load_data_fashion_mnist(BATCH, seed=0)
     t = time.perf_counter()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gluon_bn.chapter import data
+from gluon_bn.chapter import fashion_mnist
 from gluon_bn.reliability import faults
 from gluon_bn.reliability.errors import DataError
 
@@ -21,7 +21,7 @@ DEAD_URL = "http://127.0.0.1:9/"  # the discard port: connections are refused at
 def real_data_dir() -> Path:
     """Where the real Fashion-MNIST lives on this machine (CI installs dataset-fashion-mnist)."""
     try:
-        return data.find_data_dir(download_missing=False)
+        return fashion_mnist.find_data_dir(download_missing=False)
     except DataError as exc:
         pytest.fail(f"real Fashion-MNIST is needed for these tests: {exc}")
 
@@ -37,7 +37,7 @@ def isolated(monkeypatch, tmp_path):
     """Empty search path: no $GLUON_BN_DATA, MXNet's cache in tmp, no Debian folder."""
     monkeypatch.delenv("GLUON_BN_DATA", raising=False)
     monkeypatch.setenv("MXNET_HOME", str(tmp_path / "mxnet-home"))
-    monkeypatch.setattr(data, "DEBIAN_DIR", tmp_path / "no-debian")
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_DIR", tmp_path / "no-debian")
     return tmp_path
 
 
@@ -46,7 +46,7 @@ def data_copy(real_data_dir, tmp_path) -> Path:
     """A private, writable copy of the four real files."""
     target = tmp_path / "fashion"
     target.mkdir()
-    for name in data.FILES:
+    for name in fashion_mnist.FILES:
         shutil.copy(real_data_dir / name, target / name)
     return target
 

@@ -4,7 +4,8 @@ import pytest
 from mxnet.gluon import nn
 from wrong_layers import wrong_layer
 
-from gluon_bn.comparison.checks import COMPARED, check_layer, known_differences, mode_table, variance_estimator
+from gluon_bn.comparison.checks import COMPARED, check_layer
+from gluon_bn.comparison.differences import known_differences, mode_table, variance_estimator
 from gluon_bn.norms import NORMS
 
 SHAPES = [(64, 4, 5, 5), (32, 10), (8, 3, 2, 2)]

@@ -1,14 +1,17 @@
 """The exercise catalogue: summaries over seeds, precise BN's spreads, and what the no-bias exercise measures."""
 import math
 
+import mxnet as mx
 import pytest
 
-from gluon_bn.commands.exercise import ExerciseConfig, run
-from gluon_bn.experiments.exercises import precise_spreads, summarize
+from gluon_bn.experiments.exercises import precise_spreads
+from gluon_bn.experiments.runner import ExerciseConfig, exercise_settings, run_exercise
+from gluon_bn.experiments.summary import summarize
 
 
 def test_no_bias_gradient_before_bn_is_negligible_and_accuracy_unchanged(tmp_path, real_data_dir):
-    result = run(ExerciseConfig(name="no-bias", quick=True, ctx="cpu", out=str(tmp_path)), log=lambda s: None)
+    config = exercise_settings(ExerciseConfig(name="no-bias", quick=True, ctx="cpu"))
+    result = run_exercise(config, mx.cpu(), log=lambda s: None)
     for run_ in result["runs"]:
         if run_["variant"] == "with bias":
             ratios = run_["extras"]["bias_grad_ratio"]

@@ -8,7 +8,8 @@ from mxnet import gluon, init, nd
 from mxnet.gluon import nn
 
 from gluon_bn import FastBatchNorm, lenet
-from gluon_bn.chapter.data import load_data_fashion_mnist, read_fashion_mnist
+from gluon_bn.chapter.data import load_data_fashion_mnist
+from gluon_bn.chapter.fashion_mnist import read_fashion_mnist
 from gluon_bn.norms import NORMS
 from gluon_bn.performance.measurements import d2l_loaders, memory_over_steps, time_bn_layers
 

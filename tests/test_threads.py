@@ -7,8 +7,9 @@ import sys
 
 import pytest
 
-from gluon_bn.commands.reproduce import ReproduceConfig, run
 from gluon_bn.reliability.errors import UsageError
+from gluon_bn.runs.prepare import prepare
+from gluon_bn.runs.settings import TrainConfig
 from gluon_bn.runtime import compat, threads
 
 
@@ -21,7 +22,7 @@ def _python(code: str, **env_changes) -> dict:
     return {**json.loads(done.stdout.strip().splitlines()[-1]), "stderr": done.stderr}
 
 
-SETUP = "import json, gluon_bn; from gluon_bn import threads; print(json.dumps(threads.setup()))"
+SETUP = "import json, gluon_bn; from gluon_bn.runtime import threads; print(json.dumps(threads.setup()))"
 
 
 def test_import_gluon_bn_gives_mxnet_one_thread_per_logical_cpu():
@@ -83,7 +84,8 @@ import numpy as np
 import gluon_bn
 from mxnet import nd
 from gluon_bn.runtime import compat, threads
-from gluon_bn.chapter.data import ArrayLoader, read_fashion_mnist
+from gluon_bn.chapter.data import ArrayLoader
+from gluon_bn.chapter.fashion_mnist import read_fashion_mnist
 data = read_fashion_mnist({data_dir!r})
 images, labels = data.train_images[:1024], data.train_labels[:1024]
 (nd.ones((256, 6, 24, 24)) * 2).wait_to_read()  # operators have run: the operator threads' team exists
@@ -128,7 +130,7 @@ def test_the_team_that_the_fix_prevents_is_there_without_it(real_data_dir):
 
 def test_under_the_naive_engine_the_python_thread_keeps_its_threads():
     """NaiveEngine runs every operator on the calling thread: one thread there would be one for everything."""
-    got = _python("import json, gluon_bn; from gluon_bn import threads; print(json.dumps(threads.setup()))",
+    got = _python("import json, gluon_bn; from gluon_bn.runtime import threads; print(json.dumps(threads.setup()))",
                   MXNET_ENGINE_TYPE="NaiveEngine", OMP_NUM_THREADS="2")
     assert got["python_thread"] == 2
 
@@ -153,4 +155,4 @@ def test_cli_threads_mean_operator_threads_and_the_record_says_so(given, tmp_pat
 def test_a_library_run_asking_for_other_threads_than_mxnet_has_is_refused(tmp_path, real_data_dir):
     other = threads.operator_threads() + 1
     with pytest.raises(UsageError, match=f"threads {other}: MXNet's CPU operators run with .* set OMP_NUM_THREADS={other}"):
-        run(ReproduceConfig(models=("none",), quick=True, ctx="cpu", threads=other, out=str(tmp_path)), log=lambda s: None)
+        prepare(TrainConfig(quick=True, ctx="cpu", threads=other, out=str(tmp_path)), log=lambda s: None)

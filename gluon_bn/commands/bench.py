@@ -12,7 +12,7 @@ from typing import Callable, ClassVar, Mapping, Sequence
 
 import mxnet as mx
 
-from ..chapter.data import read_fashion_mnist
+from ..chapter.fashion_mnist import read_fashion_mnist
 from ..chapter.models import seeded_lenet
 from ..norms import NORMS, label, names
 from ..performance import torch_lenet

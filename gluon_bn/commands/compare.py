@@ -9,7 +9,8 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from ..comparison.checks import COMPARED, check_layer, known_differences, mode_table
+from ..comparison.checks import COMPARED, check_layer
+from ..comparison.differences import known_differences, mode_table
 from ..comparison.lenets import CHECK_SHAPES, CompareConfig, compare_devices, compare_models
 from ..comparison.report import compare_markdown, devices_section, failures, layer_sections, model_sections
 from ..norms import NORMS

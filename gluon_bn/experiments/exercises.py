@@ -1,7 +1,7 @@
 """The chapter's exercises as measured experiments, and precise BN, over several seeds.
 
-Every exercise is a list of model variants run by one runner (``gluon-bn exercise``,
-:mod:`gluon_bn.commands.exercise`): each
+Every exercise is a list of model variants run by one runner (:mod:`.runner`, behind
+``gluon-bn exercise``): each
 variant is trained for each seed with the chapter's training loop, and the exercise's own
 measurements are taken from the trained model. Each exercise then states a conclusion drawn
 from that run's numbers: the text is assembled from them, never written in advance.
@@ -20,8 +20,9 @@ from ..comparison.bnstate import is_bn
 from ..parallel.devices import Contexts, forward_shards, split_batch
 from ..reports.tables import markdown_table
 from .precise_bn import recompute_bn_stats, swap_bn_stats
+from .summary import compare_sentence, fmt_mean_std, row_of
 
-__all__ = ["EXERCISES", "Exercise", "Variant", "fmt_mean_std", "precise_spreads", "summarize"]
+__all__ = ["EXERCISES", "Exercise", "Variant", "precise_spreads"]
 
 
 @dataclass(frozen=True)
@@ -51,50 +52,6 @@ class Exercise:
     x_axis: str | None = None  # plot against this numeric variant field (lr) instead of bars
     epochs: int = 2            # default epochs per run (the chapter's 5 where it matters)
     num_train: int | None = None  # default training subset (None: all 60,000)
-
-
-def _mean_std(values) -> tuple[float, float]:
-    values = [v for v in values if v is not None and math.isfinite(v)]
-    if not values:
-        return float("nan"), float("nan")
-    return float(np.mean(values)), float(np.std(values))
-
-
-def summarize(runs: list[dict]) -> list[dict]:
-    """Per variant: mean and std over seeds of the last epoch's numbers, and run statuses."""
-    rows = []
-    for name in dict.fromkeys(r["variant"] for r in runs):
-        mine = [r for r in runs if r["variant"] == name]
-        last = [r["history"][-1] if r["history"] and r["status"] == "trained" else None for r in mine]
-        row = {"variant": name, "group": mine[0]["group"], "lr": mine[0]["lr"], "devices": mine[0].get("devices", 1),
-               "seeds": len(mine),
-               "diverged": sum(r["status"] == "diverged" for r in mine)}
-        for key in ("loss", "train_acc", "test_acc"):
-            row[key], row[key + "_std"] = _mean_std(e[key] if e else None for e in last)
-        rows.append(row)
-    return rows
-
-
-def fmt_mean_std(mean: float, std: float, digits: int = 3) -> str:
-    return "n/a" if math.isnan(mean) else f"{mean:.{digits}f} ± {std:.{digits}f}"
-
-
-def _row(summary: list[dict], name: str) -> dict:
-    return next(r for r in summary if r["variant"] == name)
-
-
-def _noise(*rows: dict) -> float:
-    """The seed-to-seed spread against which a difference is judged (largest std, floor 0.002)."""
-    return max([r["test_acc_std"] for r in rows if not math.isnan(r["test_acc_std"])] + [0.002])
-
-
-def _compare_sentence(a: dict, b: dict, what: str) -> str:
-    diff = b["test_acc"] - a["test_acc"]
-    noise = 2 * _noise(a, b)
-    verdict = "within seed noise" if abs(diff) <= noise else ("better" if diff > 0 else "worse")
-    return (f"{what}: test accuracy {fmt_mean_std(b['test_acc'], b['test_acc_std'])} vs "
-            f"{fmt_mean_std(a['test_acc'], a['test_acc_std'])}, a difference of {diff:+.3f} "
-            f"({verdict}; twice the larger seed spread is {noise:.3f})")
 
 
 # -- 1. no-bias ---------------------------------------------------------------------------
@@ -129,7 +86,7 @@ def _conclude_no_bias(summary, runs) -> str:
             f"{max(before_bn):.1e} of its layer's weight gradient (the output layer's bias, which no BN "
             f"follows: {np.mean(last):.1e}): subtracting the batch mean cancels any constant shift, so "
             "the bias before BN gets no gradient and does nothing. " if before_bn and last else "")
-    return text + _compare_sentence(_row(summary, "with bias"), _row(summary, "without bias"),
+    return text + compare_sentence(row_of(summary, "with bias"), row_of(summary, "without bias"),
                                     "Removing those biases") + "."
 
 
@@ -173,9 +130,9 @@ def _conclude_lr(summary, runs) -> str:
 
 def _conclude_against(baseline: str, label: str = "") -> Callable:
     def conclude(summary, runs) -> str:
-        base = _row(summary, baseline)
+        base = row_of(summary, baseline)
         best = max(summary, key=lambda r: -1 if math.isnan(r["test_acc"]) else r["test_acc"])
-        sentences = [_compare_sentence(base, r, f"{r['variant']} against {baseline}")
+        sentences = [compare_sentence(base, r, f"{r['variant']} against {baseline}")
                      for r in summary if r["variant"] != baseline]
         return (label + "; ".join(sentences) + f". Best: {best['variant']} "
                 f"({fmt_mean_std(best['test_acc'], best['test_acc_std'])}).")
@@ -183,7 +140,7 @@ def _conclude_against(baseline: str, label: str = "") -> Callable:
 
 
 def _conclude_frozen(summary, runs) -> str:
-    return "; ".join(_compare_sentence(_row(summary, f"{label}, learned"), _row(summary, f"{label}, frozen"),
+    return "; ".join(compare_sentence(row_of(summary, f"{label}, learned"), row_of(summary, f"{label}, frozen"),
                                        f"{label}: gamma and beta frozen at 1 and 0")
                      for label in ("from scratch", "nn.BatchNorm")) + "."
 
@@ -287,7 +244,7 @@ def _conclude_devices(summary, runs) -> str:
                      + ", ".join(f"{fmt_mean_std(r['test_acc'], r['test_acc_std'])} on {d} device(s) "
                                  f"({batch // d} per device)" for d, r in sorted(rows.items()))
                      + f" (train loss {rows[1]['loss']:.4f} on one, {rows[k]['loss']:.4f} on {k}); "
-                     + _compare_sentence(rows[k], sync, f"synchronizing BN on {k} devices")
+                     + compare_sentence(rows[k], sync, f"synchronizing BN on {k} devices")
                      + f", train loss {sync['loss']:.4f}")
     return ". ".join(parts) + "."
 

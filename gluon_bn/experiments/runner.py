@@ -12,12 +12,12 @@ from ..chapter.models import seeded_lenet
 from ..chapter.training import Callback, Epoch, history_rows
 from ..parallel.devices import Contexts, as_list, describe, resolve_context
 from ..reliability.errors import Diverged, UsageError
-from ..reports.tables import markdown_table
 from ..runs.settings import TrainConfig
 from ..runs.supervised import train_model
-from .exercises import EXERCISES, Exercise, Variant, fmt_mean_std, summarize
+from .exercises import EXERCISES, Exercise, Variant
+from .summary import summarize, summary_table
 
-__all__ = ["ExerciseConfig", "exercise_markdown", "run_exercise", "summary_table", "variant_config"]
+__all__ = ["ExerciseConfig", "exercise_markdown", "exercise_settings", "run_exercise", "variant_config"]
 
 
 @dataclass
@@ -137,11 +137,3 @@ def variant_config(config: ExerciseConfig, variant: Variant, seed: int, kind: st
     if variant.devices is not None:
         changes["ctx"] = ",".join(f"{kind}:{i}" for i in range(variant.devices))
     return replace(config, **changes)
-
-
-def summary_table(summary: list[dict]) -> str:
-    """Per variant: learning rate, seeds, divergences, last-epoch numbers as mean ± std."""
-    return markdown_table(
-        ["variant", "lr", "seeds", "diverged", "loss", "train acc", "test acc"],
-        [[r["variant"], f"{r['lr']:g}", r["seeds"], r["diverged"], fmt_mean_std(r["loss"], r["loss_std"], 4),
-          fmt_mean_std(r["train_acc"], r["train_acc_std"]), fmt_mean_std(r["test_acc"], r["test_acc_std"])] for r in summary])

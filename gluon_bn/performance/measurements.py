@@ -132,7 +132,8 @@ def epoch_in_this_process(spec: dict) -> dict:
     ``batch_size``, ``lr``, ``seed``, ``data_dir``, ``num_train``, ``num_test``. Returns
     ``time_epoch``'s keys and the operator threads, or ``diverged`` with the reason.
     """
-    from ..chapter.data import load_data_fashion_mnist, read_fashion_mnist
+    from ..chapter.data import load_data_fashion_mnist
+    from ..chapter.fashion_mnist import read_fashion_mnist
     from ..chapter.models import seeded_lenet
     from ..runtime.compiled import compile_net
     from ..runtime.threads import operator_threads

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, NamedTuple
 
-from ..chapter.data import FashionMNIST, read_fashion_mnist
+from ..chapter.fashion_mnist import FashionMNIST, read_fashion_mnist
 from ..parallel.devices import Contexts, as_list, check_threads, resolve_context
 from ..reliability.errors import UsageError
 from ..reliability.files import check_writable_dir

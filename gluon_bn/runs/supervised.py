@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 from mxnet import gluon
 
-from ..chapter.data import ArrayLoader, FashionMNIST
+from ..chapter.data import ArrayLoader
+from ..chapter.fashion_mnist import FashionMNIST
 from ..chapter.models import seeded_lenet
 from ..chapter.training import Callback, Epoch, history_rows, make_trainer, train_ch5
 from ..comparison.bnstate import bn_layers

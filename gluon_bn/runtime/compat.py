@@ -24,7 +24,7 @@ __all__ = ["ALIASES", "BEFORE_MXNET", "REMOVED", "restore", "restored"]
 
 #: One line of Python that runs this file without importing gluon_bn (whose ``__init__`` would set threads).
 BEFORE_MXNET = ("import importlib.util, os, runpy; runpy.run_path(os.path.join("
-                "importlib.util.find_spec('gluon_bn').submodule_search_locations[0], 'compat.py'))")
+                "importlib.util.find_spec('gluon_bn').submodule_search_locations[0], 'runtime', 'compat.py'))")
 
 
 def _msort(a):
