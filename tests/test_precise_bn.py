@@ -5,8 +5,8 @@ import pytest
 from mxnet import init
 
 from gluon_bn import lenet, load_data_fashion_mnist
-from gluon_bn.comparison.bnstate import bn_layers, get_stats
-from gluon_bn.experiments.precise_bn import recompute_bn_stats, swap_bn_stats
+from gluon_bn.comparison.bnstate import bn_layers, get_stats, swap_bn_stats
+from gluon_bn.experiments.precise_bn import recompute_bn_stats
 from gluon_bn.runtime.compiled import compile_net, is_compiled
 
 
@@ -74,7 +74,7 @@ def test_precise_bn_works_on_a_compiled_net_and_leaves_it_compiled(real_data_dir
 def test_swapping_statistics_keeps_each_devices_copy(real_data_dir):
     from mxnet import autograd, gluon
 
-    from gluon_bn.comparison.bnstate import device_stats
+    from gluon_bn.comparison.bnstate import layer_stat_copies
     from gluon_bn.parallel.devices import forward_shards, split_batch
     ctx = [mx.cpu(0), mx.cpu(1)]
     net = lenet("gluon")
@@ -84,12 +84,12 @@ def test_swapping_statistics_keeps_each_devices_copy(real_data_dir):
     with autograd.record():
         ls = [gluon.loss.SoftmaxCrossEntropyLoss()(y_hat, y) for y_hat, y in zip(forward_shards(net, Xs), ys)]
     autograd.backward(ls)  # nn.BatchNorm updates each device's copy from its own shard
-    before = [device_stats(layer) for layer in bn_layers(net)]
+    before = [layer_stat_copies(layer) for layer in bn_layers(net)]
     assert not np.array_equal(before[0][0][0], before[0][1][0])
     replaced = swap_bn_stats(net, [(np.zeros_like(m), np.ones_like(v)) for (m, v), _ in before], ctx)
-    assert all(np.array_equal(device_stats(layer)[1][0], np.zeros_like(m)) for layer, ((m, _), _) in zip(bn_layers(net), before))
+    assert all(np.array_equal(layer_stat_copies(layer)[1][0], np.zeros_like(m)) for layer, ((m, _), _) in zip(bn_layers(net), before))
     swap_bn_stats(net, replaced, ctx)
-    after = [device_stats(layer) for layer in bn_layers(net)]
+    after = [layer_stat_copies(layer) for layer in bn_layers(net)]
     for a, b in zip(before, after):
         for (am, av), (bm, bv) in zip(a, b):
             assert np.array_equal(am, bm) and np.array_equal(av, bv)

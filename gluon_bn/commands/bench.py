@@ -16,7 +16,7 @@ from ..chapter.fashion_mnist import read_fashion_mnist
 from ..chapter.models import seeded_lenet
 from ..norms import NORMS, label, names
 from ..performance import torch_lenet
-from ..performance.measurements import epoch_in_child, memory_over_steps, profile_steps, spread, time_bn_layers
+from ..performance.measurements import epoch_in_child, memory_over_steps, profile_steps, summarize_times, time_bn_layers
 from ..reliability.errors import UsageError
 from ..reliability.files import atomic_write_text
 from ..reliability.record import save_record
@@ -102,7 +102,7 @@ def _epoch_rows(config: BenchConfig, ours: int, log: Callable[[str], None]) -> l
     for (model, setup, _, _), done in zip(plan, runs):
         if any("diverged" in r for r in done):  # no epoch time for a run that stopped; the log says why
             continue
-        first, timed = done[0], spread([r["epoch_s"] for r in done], "epoch", "s")
+        first, timed = done[0], summarize_times([r["epoch_s"] for r in done], "epoch", "s")
         examples = first["examples_per_s"] * first["epoch_s"]  # the child's training examples
         rows.append({"model": model, "setup": setup, "threads": first["threads"], "rounds": len(done), **timed,
                      "examples_per_s": examples / timed["epoch_s"], "loss": first["loss"],

@@ -3,7 +3,9 @@
 The chapter's ``BatchNorm`` keeps its moving statistics as plain NDArray attributes
 (``moving_mean``/``moving_var``, shaped like gamma); ``nn.BatchNorm`` keeps them as
 Parameters (``running_mean``/``running_var``, shape (C,)). Everything that inspects or
-changes moving statistics goes through these functions.
+changes moving statistics goes through these functions. Two ways save and put back a whole
+net's statistics: ``snapshot_stats``/``restore_stats`` hold the device arrays (cheap, inside the
+training loop), ``swap_bn_stats`` their values on the host (to swap in other statistics).
 """
 from __future__ import annotations
 
@@ -11,8 +13,8 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon, nd
 
-__all__ = ["bn_layers", "device_stats", "get_stats", "is_bn", "restore_stats", "set_affine", "set_device_stats",
-           "set_stats", "snapshot_stats"]
+__all__ = ["bn_layers", "get_stats", "is_bn", "layer_stat_copies", "restore_stats", "set_affine",
+           "set_layer_stat_copies", "set_stats", "snapshot_stats", "swap_bn_stats"]
 
 
 def _is_gluon_style(layer: gluon.Block) -> bool:
@@ -52,7 +54,7 @@ def set_stats(layer: gluon.Block, mean, var, ctx: mx.Context) -> None:
         layer.moving_var = nd.array(np.reshape(var, shape), ctx=ctx, dtype=dtype)
 
 
-def device_stats(layer: gluon.Block) -> list[tuple[np.ndarray, np.ndarray]]:
+def layer_stat_copies(layer: gluon.Block) -> list[tuple[np.ndarray, np.ndarray]]:
     """The moving mean and variance of every copy the block keeps: one per device for
     ``nn.BatchNorm`` on several devices, a single one for the chapter's convention."""
     if not _is_gluon_style(layer):
@@ -61,8 +63,8 @@ def device_stats(layer: gluon.Block) -> list[tuple[np.ndarray, np.ndarray]]:
             for m, v in zip(layer.running_mean.list_data(), layer.running_var.list_data())]
 
 
-def set_device_stats(layer: gluon.Block, copies: list, ctx: mx.Context) -> None:
-    """Put back what ``device_stats`` returned (the chapter's single copy goes to ``ctx``)."""
+def set_layer_stat_copies(layer: gluon.Block, copies: list, ctx: mx.Context) -> None:
+    """Put back what ``layer_stat_copies`` returned (the chapter's single copy goes to ``ctx``)."""
     if not _is_gluon_style(layer):
         set_stats(layer, *copies[0], ctx)
         return
@@ -110,3 +112,15 @@ def restore_stats(saved: list[tuple]) -> None:
                 source.copyto(target)
         else:
             layer.moving_mean, layer.moving_var = arrays
+
+
+def swap_bn_stats(net: gluon.Block, stats: list | None = None, ctx=None) -> list[list[tuple]]:
+    """Return every BN layer's statistics, a list of (mean, var), one per device copy; with ``stats``
+    (such lists as this returned, or one (mean, var) per layer for every copy), put those in their place."""
+    layers = bn_layers(net)
+    current = [layer_stat_copies(layer) for layer in layers]
+    if stats is not None:
+        ctx = (ctx if isinstance(ctx, mx.Context) else list(ctx)[0]) if ctx else layers[0].gamma.list_ctx()[0]
+        for layer, copies, now in zip(layers, stats, current):
+            set_layer_stat_copies(layer, copies if isinstance(copies, list) else [copies] * len(now), ctx)
+    return current

@@ -10,19 +10,15 @@ import numpy as np
 from mxnet import gluon, nd
 from mxnet.gluon import nn
 
+from ..chapter.training import learned_parameters
 from .bnstate import bn_layers, get_stats, set_stats
 
 __all__ = ["copy_parameters", "copy_state", "model_drift", "relative_difference"]
 
 
-def _learnable(net: gluon.Block) -> list[gluon.Parameter]:
-    """The parameters training updates, in registration order (Gluon's running stats excluded)."""
-    return [p for p in net.collect_params().values() if p.grad_req != "null"]
-
-
 def copy_parameters(source: gluon.Block, target: gluon.Block) -> None:
     """Give ``target`` the learnable parameters of ``source`` (same architecture, any BN style)."""
-    src, dst = _learnable(source), _learnable(target)
+    src, dst = list(learned_parameters(source).values()), list(learned_parameters(target).values())
     if [p.list_data()[0].size for p in src] != [p.list_data()[0].size for p in dst]:
         raise ValueError("copy_parameters needs two models with the same learnable parameters, in order")
     for s, d in zip(src, dst):  # on several devices every copy is the same; set_data sets them all
@@ -48,7 +44,7 @@ def model_drift(a: nn.Sequential, b: nn.Sequential, probe: nd.NDArray) -> dict:
     the biases before BN, whose gradient is ~0 and norm ~1e-7, do not dominate.
     """
     def weights(net):
-        return np.concatenate([p.list_data()[0].asnumpy().ravel() for p in _learnable(net)])
+        return np.concatenate([p.list_data()[0].asnumpy().ravel() for p in learned_parameters(net).values()])
 
     def stats(net):
         return np.concatenate([s for layer in bn_layers(net) for s in get_stats(layer)] or [np.zeros(0)])

@@ -16,10 +16,10 @@ import numpy as np
 from mxnet import autograd, gluon
 
 from ..chapter.training import Epoch, evaluate_accuracy
-from ..comparison.bnstate import is_bn
+from ..comparison.bnstate import is_bn, swap_bn_stats
 from ..parallel.devices import Contexts, forward_shards, split_batch
 from ..reports.tables import markdown_table
-from .precise_bn import recompute_bn_stats, swap_bn_stats
+from .precise_bn import recompute_bn_stats
 from .summary import compare_sentence, fmt_mean_std, row_of
 
 __all__ = ["EXERCISES", "Exercise", "Variant", "precise_spreads"]

@@ -12,12 +12,12 @@ from typing import Iterable
 import numpy as np
 from mxnet import autograd, gluon
 
-from ..comparison.bnstate import bn_layers, device_stats, set_device_stats, set_stats
+from ..comparison.bnstate import bn_layers, layer_stat_copies, set_layer_stat_copies, set_stats
 from ..comparison.reference import reduce_axes
 from ..parallel.devices import Contexts, as_list
 from ..runtime.compiled import imperative
 
-__all__ = ["recompute_bn_stats", "swap_bn_stats"]
+__all__ = ["recompute_bn_stats"]
 
 
 def recompute_bn_stats(net: gluon.Block, data_iter: Iterable, num_batches: int | None = 100,
@@ -70,14 +70,14 @@ def _accumulate(net, layers, data_iter, num_batches, ctx, sums) -> int:
             X = X.as_in_context(ctx)
             if saved is None:
                 net(X).wait_to_read()  # prediction mode: completes deferred shapes, changes nothing
-                saved = [device_stats(layer) for layer in layers]
+                saved = [layer_stat_copies(layer) for layer in layers]
                 handles = [layer.register_forward_pre_hook(hook_for(i)) for i, layer in enumerate(layers)]
             with autograd.train_mode():
                 net(X).wait_to_read()
             seen += X.shape[0]
     except BaseException:
         for layer, copies in zip(layers, saved or []):
-            set_device_stats(layer, copies, ctx)
+            set_layer_stat_copies(layer, copies, ctx)
         raise
     finally:
         for handle in handles:
@@ -85,15 +85,3 @@ def _accumulate(net, layers, data_iter, num_batches, ctx, sums) -> int:
     if seen == 0:
         raise ValueError("recompute_bn_stats: the data iterator gave no batch")
     return seen
-
-
-def swap_bn_stats(net: gluon.Block, stats: list | None = None, ctx: Contexts | None = None) -> list[list[tuple]]:
-    """Return every BN layer's statistics, a list of (mean, var), one per device copy; with ``stats``
-    (such lists as this returned, or one (mean, var) per layer for every copy), put those in their place."""
-    layers = bn_layers(net)
-    current = [device_stats(layer) for layer in layers]
-    if stats is not None:
-        ctx = as_list(ctx)[0] if ctx else layers[0].gamma.list_ctx()[0]
-        for layer, copies, now in zip(layers, stats, current):
-            set_device_stats(layer, copies if isinstance(copies, list) else [copies] * len(now), ctx)
-    return current

@@ -13,9 +13,8 @@ import numpy as np
 from mxnet import autograd, gluon
 
 from ..chapter.training import evaluate_accuracy
-from ..comparison.bnstate import bn_layers, device_stats
+from ..comparison.bnstate import bn_layers, layer_stat_copies, swap_bn_stats
 from ..comparison.drift import copy_state, relative_difference
-from ..experiments.precise_bn import swap_bn_stats
 from .devices import Contexts, as_list, forward_shards, split_batch
 
 __all__ = ["accuracy_per_copy", "stat_copies", "statistics_gap", "stats_distance"]
@@ -25,7 +24,7 @@ _LOSS = gluon.loss.SoftmaxCrossEntropyLoss()
 
 def stat_copies(net: gluon.Block) -> list[np.ndarray]:
     """Every copy of the model's moving statistics, each as one vector over all BN layers."""
-    per_layer = [device_stats(layer) for layer in bn_layers(net)]
+    per_layer = [layer_stat_copies(layer) for layer in bn_layers(net)]
     return [np.concatenate([v for copies in per_layer for v in copies[j]]) for j in range(len(per_layer[0]))]
 
 
@@ -47,7 +46,7 @@ def accuracy_per_copy(net: gluon.Block, data_iter: Iterable, ctx: Contexts) -> d
     """Test accuracy as the devices predict (each with its own copy), with each copy on every
     device, and with the mean of the copies (what ``save_parameters`` keeps)."""
     layers = bn_layers(net)
-    per_layer = [device_stats(layer) for layer in layers]
+    per_layer = [layer_stat_copies(layer) for layer in layers]
     count = len(per_layer[0])
     result = {"as_evaluated": evaluate_accuracy(data_iter, net, ctx)}
     if count > 1:

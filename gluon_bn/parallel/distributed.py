@@ -19,8 +19,8 @@ import numpy as np
 from mxnet import gluon, nd
 
 from ..chapter.training import Callback, Epoch, evaluate_accuracy, learned_parameters
-from ..comparison.bnstate import bn_layers, device_stats, set_device_stats
-from ..experiments.precise_bn import recompute_bn_stats, swap_bn_stats
+from ..comparison.bnstate import bn_layers, layer_stat_copies, set_layer_stat_copies, swap_bn_stats
+from ..experiments.precise_bn import recompute_bn_stats
 from ..reliability.errors import UsageError
 from .device_stats import stat_copies
 
@@ -141,11 +141,11 @@ def _set_stats_vector(net: gluon.Block, vector: np.ndarray) -> None:
     """Give every BN layer (every device's copy) its part of ``vector``: each layer's mean, then variance."""
     start = 0
     for layer in bn_layers(net):
-        copies = device_stats(layer)
+        copies = layer_stat_copies(layer)
         size = copies[0][0].size
         mean_var = (vector[start:start + size], vector[start + size:start + 2 * size])
         start += 2 * size
-        set_device_stats(layer, [mean_var] * len(copies), layer.gamma.list_ctx()[0])
+        set_layer_stat_copies(layer, [mean_var] * len(copies), layer.gamma.list_ctx()[0])
 
 
 def statistics_accuracy(net: gluon.Block, rows: np.ndarray, test_iter: Iterable, train_iter: Iterable,
@@ -164,7 +164,7 @@ def statistics_accuracy(net: gluon.Block, rows: np.ndarray, test_iter: Iterable,
         swap_bn_stats(net, saved, ctx)
 
 
-def spread(rows: np.ndarray) -> float:
+def workers_apart(rows: np.ndarray) -> float:
     """How far the workers' statistics are apart: the largest relative distance of a row from their mean."""
     mean = rows.mean(axis=0)
     scale = max(float(np.linalg.norm(mean)), 1e-12)
@@ -192,7 +192,7 @@ class WorkerSync(Callback):
         entry = {"epoch": epoch, "worker_train_s": times[:, 0].tolist()}
         if bn_layers(net):
             rows, self._keys["stats"] = average_bn_stats(self.job, net, self._keys.get("stats"))
-            entry.update(bn_spread=spread(rows), worker_stats=rows.tolist())
+            entry.update(bn_spread=workers_apart(rows), worker_stats=rows.tolist())
         self.epochs.append(entry)
 
     def on_epoch_end(self, result: Epoch, net: gluon.Block) -> None:

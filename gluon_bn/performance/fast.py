@@ -50,7 +50,7 @@ class _Training(nn.HybridBlock):
             def mean(A):  # (N, C) -> (1, C)
                 return F.dot(batch_weights, A, transpose_a=True)
 
-            def spread(v):  # (1, C) -> (N, C)
+            def expand(v):  # (1, C) -> (N, C)
                 return F.dot(batch_ones, v)
         else:
             space_ones = F.ones_like(space_weights)
@@ -59,14 +59,14 @@ class _Training(nn.HybridBlock):
                 per_row = F.dot(F.reshape(A, shape=(-3, -3)), space_weights)
                 return F.dot(batch_weights, F.reshape(per_row, shape=(-1, self.num_features)), transpose_a=True)
 
-            def spread(v):  # (1, C) -> (N, C) -> (N*C, 1) -> (N*C, H*W) -> shaped like X
+            def expand(v):  # (1, C) -> (N, C) -> (N*C, 1) -> (N*C, H*W) -> shaped like X
                 rows = F.reshape(F.dot(batch_ones, v), shape=(-1, 1))
                 return F.reshape_like(F.dot(rows, space_ones, transpose_b=True), X)
         batch_mean = mean(X)
-        xc = X - spread(batch_mean)
+        xc = X - expand(batch_mean)
         batch_var = mean(F.square(xc))
         scale = F.reshape(gamma, shape=(1, -1)) * F.rsqrt(batch_var + self.eps)
-        Y = xc * spread(scale) + spread(F.reshape(beta, shape=(1, -1)))
+        Y = xc * expand(scale) + expand(F.reshape(beta, shape=(1, -1)))
         keep = self.momentum
         return (Y, keep * moving_mean + (1.0 - keep) * F.reshape_like(F.BlockGrad(batch_mean), moving_mean),
                 keep * moving_var + (1.0 - keep) * F.reshape_like(F.BlockGrad(batch_var), moving_var))

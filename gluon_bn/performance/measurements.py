@@ -24,7 +24,7 @@ from ..reliability.errors import Diverged, TrainingInterrupted
 from ..runtime import compat
 
 __all__ = ["LENET_BN_SHAPES", "d2l_loaders", "epoch_in_child", "epoch_in_this_process", "memory_over_steps",
-           "profile_steps", "resident_mb", "spread", "time_bn_layers", "time_epoch"]
+           "profile_steps", "resident_mb", "summarize_times", "time_bn_layers", "time_epoch"]
 
 #: The input shapes of LeNet's four BN layers at the chapter's batch size.
 LENET_BN_SHAPES = ((256, 6, 24, 24), (256, 16, 8, 8), (256, 120), (256, 84))
@@ -64,7 +64,7 @@ def time_bn_layers(factories: Mapping[str, Callable[[int, int], gluon.Block]],
         for name, samples in times.items():
             forward, backward = (np.array(t) * 1e3 for t in zip(*samples))
             per_shape.append({"layer": name, "shape": list(shape), "forward_ms": float(np.median(forward)),
-                              "backward_ms": float(np.median(backward)), **spread(forward + backward, "forward_backward")})
+                              "backward_ms": float(np.median(backward)), **summarize_times(forward + backward, "forward_backward")})
         base = next((r for r in per_shape if r["layer"] == baseline), None)
         for row in per_shape:
             for key in ("forward", "backward", "forward_backward"):
@@ -73,7 +73,7 @@ def time_bn_layers(factories: Mapping[str, Callable[[int, int], gluon.Block]],
     return rows
 
 
-def spread(samples, name: str, unit: str = "ms") -> dict:
+def summarize_times(samples, name: str, unit: str = "ms") -> dict:
     """Median, minimum and spread ((max - min) / median) of repeated measurements, keyed ``name_*``."""
     samples = np.asarray(samples, dtype=float)
     median = float(np.median(samples))

@@ -20,7 +20,7 @@ from pathlib import Path
 import mxnet as mx
 from mxnet import gluon, nd
 
-from ..comparison.bnstate import bn_layers, device_stats, set_device_stats
+from ..comparison.bnstate import bn_layers, layer_stat_copies, set_layer_stat_copies
 from ..parallel.devices import Contexts, as_list
 from . import faults
 from .files import atomic_write_json
@@ -61,7 +61,7 @@ class Checkpointer:
             faults.reached("checkpoint", model=self.directory.name, number=number)
             stats = {f"{i}:{j}:{name}": nd.array(value, dtype="float64")
                      for i, layer in enumerate(bn_layers(net))
-                     for j, copy in enumerate(device_stats(layer))
+                     for j, copy in enumerate(layer_stat_copies(layer))
                      for name, value in zip(("mean", "var"), copy)}
             nd.save(str(tmp / "stats"), stats)
             arrays, counters = _read_trainer(net, trainer)
@@ -87,7 +87,7 @@ class Checkpointer:
         stats = _load_dict(folder / "stats")
         for i, layer in enumerate(bn_layers(net)):
             copies = sorted({int(key.split(":")[1]) for key in stats if key.startswith(f"{i}:")})
-            set_device_stats(layer, [(stats[f"{i}:{j}:mean"].asnumpy(), stats[f"{i}:{j}:var"].asnumpy())
+            set_layer_stat_copies(layer, [(stats[f"{i}:{j}:mean"].asnumpy(), stats[f"{i}:{j}:var"].asnumpy())
                                      for j in copies], as_list(ctx)[0])
         _write_trainer(net, trainer, _load_dict(folder / "optimizer"), meta["optimizer"], as_list(ctx))
         return meta
