@@ -133,3 +133,21 @@ def test_every_path_the_readme_names_exists():
     named |= {folder + name for folder, rest in siblings for name in re.findall(r"`([a-z_]+\.py)`", rest)}
     assert len(named) > 20
     assert sorted(p for p in named if not (ROOT / p).exists()) == []
+
+
+def test_the_readme_using_the_pieces_code_runs_unchanged(real_data_dir, monkeypatch):
+    """The README's code block, as written, on a real subset (the loader is given num_train/num_test here)."""
+    import functools
+
+    import gluon_bn
+
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Using the pieces"):]
+    start = section.index("```python\n") + len("```python\n")
+    code = section[start:section.index("\n```", start)]
+    monkeypatch.setattr(gluon_bn, "load_data_fashion_mnist",
+                        functools.partial(gluon_bn.load_data_fashion_mnist, num_train=1024, num_test=512))
+    namespace: dict = {}
+    exec(compile(code, "README.md: Using the pieces", "exec"), namespace)
+    assert [e.epoch for e in namespace["history"]] == [1, 2, 3, 4, 5]
+    assert namespace["net"][1].gamma.data().shape == (1, 6, 1, 1)

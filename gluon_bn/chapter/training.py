@@ -114,14 +114,24 @@ def train_ch5(net: gluon.Block, train_iter: Iterable, test_iter: Iterable | None
               start_epoch: int = 0, start_metric: Sequence[float] | None = None) -> list[Epoch]:
     """Train ``net`` as the chapter does, print its line each epoch, return the history.
 
-    As in the chapter, ``trainer.step(batch_size)`` scales every step by the full
-    batch size, the last partial batch included. A progress bar shows on a terminal.
-    ``callbacks`` run after each batch and each epoch's line, in order; one that asks to stop
-    after a batch raises ``TrainingInterrupted`` with the epoch's sums. A resumed run passes
-    the epochs done (``start_epoch``) and the sums of a partial epoch (``start_metric``).
-    A NaN or infinite loss raises ``Diverged`` and leaves no trace: no update from that batch,
-    and the BN layers' moving statistics put back as they were before it. Without a
-    ``test_iter`` (a worker other than the one that reports) the test accuracy is NaN.
+    As in the chapter, ``trainer.step(batch_size)`` scales every step by the full batch size,
+    the last partial batch included. A progress bar shows on a terminal. A NaN or infinite loss
+    raises ``Diverged`` and leaves no trace: no update from that batch, and the BN layers'
+    moving statistics put back as they were before it.
+
+    Args:
+        net: the model (on ``ctx``; on a list of contexts, data parallel).
+        train_iter: the training batches, (X, y) NDArrays.
+        test_iter: the test batches; None (a worker other than the one that reports) gives NaN test accuracy.
+        batch_size: what ``trainer.step`` divides by, as in the chapter.
+        trainer: a ``gluon.Trainer`` over the net's parameters.
+        ctx: a context, or a list of them.
+        num_epochs: the epoch to stop after (counting any done before ``start_epoch``).
+        log: where the chapter's per-epoch line goes.
+        callbacks: run after each batch and each epoch's line, in order; one that asks to stop
+            after a batch raises ``TrainingInterrupted`` with the epoch's sums.
+        start_epoch: epochs already done (a resumed run).
+        start_metric: the sums of a partial epoch (a run resumed mid-epoch).
     """
     log(f"training on {describe(ctx)}")
     loss = gluon.loss.SoftmaxCrossEntropyLoss()

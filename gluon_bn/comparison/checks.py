@@ -101,6 +101,16 @@ def check_layer(factory: LayerFactory, shape: tuple, name: str = "layer", steps:
     The reference starts from the block's own initial moving statistics. Step 1's training
     output and gradients are checked, the moving statistics after ``steps`` training steps
     (forward and backward), then the prediction output on a fresh batch.
+
+    Args:
+        factory: builds the block from (num_features, num_dims), as ``Norm.layer`` does.
+        shape: the input's shape, (N, C) or (N, C, H, W).
+        name: how the checks name the block.
+        steps: training steps before the moving statistics are compared.
+        ctx: where the block runs (the CPU by default).
+        seed: seeds the inputs, gamma and beta.
+        eps: the reference's epsilon (the chapter's and Gluon's 1e-5).
+        momentum: the reference's momentum (the chapter's 0.9).
     """
     ctx = ctx or mx.cpu()
     rng = np.random.default_rng(seed)
