@@ -1,9 +1,10 @@
 """gluon-bn: the "Batch Normalization" chapter of Dive into Deep Learning, in MXNet Gluon.
 
-The chapter's own code is in :mod:`gluon_bn.chapter.layers` (``batch_norm``, ``BatchNorm``);
-the LeNet in :mod:`gluon_bn.chapter.models`; data and the training loop in :mod:`gluon_bn.chapter.data` and
-:mod:`gluon_bn.chapter.training`. The other top-level modules are the pieces built beside the chapter;
-each ``gluon-bn`` command is one module of :mod:`gluon_bn.commands`.
+The chapter's own code is in :mod:`gluon_bn.chapter` (``layers``: ``batch_norm`` and ``BatchNorm``;
+``models``: the LeNet; ``data``, ``training``). Each other sub-package is one part built beside
+it (``comparison``, ``parallel``, ``performance``, ``reliability``, ``reports``, ``experiments``,
+``runs``, ``runtime``), ``norms`` is the registry of normalizations, and each ``gluon-bn``
+command is one module of :mod:`gluon_bn.commands`, which the library never imports.
 """
 from importlib import metadata as _metadata
 
@@ -16,6 +17,7 @@ from .chapter.data import load_data_fashion_mnist  # noqa: E402
 from .chapter.layers import BatchNorm, batch_norm
 from .chapter.models import lenet
 from .chapter.training import Epoch, evaluate_accuracy, train_ch5, try_gpu
+from .comparison.checks import check_layer
 from .experiments.precise_bn import recompute_bn_stats
 from .parallel.sync import SyncBatchNorm
 from .performance.fast import FastBatchNorm
@@ -29,4 +31,5 @@ except _metadata.PackageNotFoundError:  # running from a source tree without ins
     __version__ = "0+unknown"
 
 __all__ = ["BatchNorm", "DataError", "Epoch", "FastBatchNorm", "GluonBNError", "SyncBatchNorm", "UsageError", "batch_norm",
-           "evaluate_accuracy", "lenet", "load_data_fashion_mnist", "recompute_bn_stats", "train_ch5", "try_gpu"]
+           "check_layer", "evaluate_accuracy", "lenet", "load_data_fashion_mnist", "recompute_bn_stats", "train_ch5",
+           "try_gpu"]

@@ -82,8 +82,16 @@ def load_data_fashion_mnist(batch_size: int, resize: int | None = None,
                             data: FashionMNIST | None = None) -> tuple[ArrayLoader, ArrayLoader]:
     """The chapter's loader: (train_iter, test_iter) over real Fashion-MNIST.
 
-    ``num_train``/``num_test`` keep only the first examples of each split (quick runs);
-    ``seed`` fixes the shuffling order; ``data``, the set already read (else it is read from ``root``).
+    The training batches are shuffled afresh on every pass; the test batches keep the file's order.
+
+    Args:
+        batch_size: examples per batch, in both loaders; the last partial batch is kept.
+        resize: the side, in pixels, images are resized to (bilinear); None keeps 28x28.
+        root: the folder the files are read from (when ``data`` is not given); None searches the usual folders.
+        seed: fixes the shuffling order of the training batches; None leaves it random.
+        num_train: keep only the first examples of the training split (quick runs); None keeps all.
+        num_test: keep only the first examples of the test split (quick runs); None keeps all.
+        data: the set already read (else it is read from ``root``).
     """
     require_positive("num_train", num_train, integer=True)
     require_positive("num_test", num_test, integer=True)

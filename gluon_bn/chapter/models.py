@@ -36,11 +36,16 @@ def lenet(norm: str = "scratch", *, use_bias: bool = True, placement: str = "bef
 
     A ``HybridSequential`` (a kind of ``nn.Sequential``) when every layer is Gluon's.
 
-    ``use_bias=False`` drops the bias of the layers BN normalizes (of every hidden layer
-    without BN); ``placement='after'`` puts BN
-    after the sigmoid; ``where`` limits BN to the conv or the dense layers; ``learn_affine=False``
-    freezes gamma and beta (``grad_req='null'``); ``gluon_options`` go to ``nn.BatchNorm``;
-    ``norm='sync'`` synchronizes BN over ``num_devices`` devices (a ``ShardedSequential``).
+    Args:
+        norm: the normalization, a name in ``gluon_bn.norms.NORMS``; one without a layer gives the
+            LeNet chapter's baseline (sigmoid inside the layers, no BN). ``'sync'`` synchronizes BN
+            over ``num_devices`` devices (a ``ShardedSequential``).
+        use_bias: False drops the bias of the layers BN normalizes (of every hidden layer without BN).
+        placement: ``'before'`` puts BN before the sigmoid (the chapter), ``'after'`` after it.
+        where: ``'all'`` layers get BN, or only the ``'conv'`` or the ``'dense'`` layers.
+        learn_affine: False freezes gamma and beta (``grad_req='null'``).
+        gluon_options: go to ``nn.BatchNorm`` (``norm='gluon'`` only).
+        num_devices: the devices synchronized BN spans (``norm='sync'`` only).
     """
     entry = get(norm)
     if placement not in PLACEMENTS or where not in WHERE:
@@ -87,9 +92,15 @@ def lenet(norm: str = "scratch", *, use_bias: bool = True, placement: str = "bef
 def seeded_lenet(norm: str, ctx: Contexts, seed: int | None, **options) -> gluon.Block:
     """The chapter's LeNet with ``norm`` (and ``lenet`` options), Xavier-initialised on ``ctx`` (one or a list).
 
-    MXNet's and NumPy's generators are seeded first, so a CPU run repeats its numbers;
-    ``seed=None`` goes on from where they are (for a model whose weights are copied in after).
-    Synchronized BN is built for as many devices as ``ctx`` lists.
+    MXNet's and NumPy's generators are seeded first, so a CPU run repeats its numbers.
+
+    Args:
+        norm: the normalization, a name in ``gluon_bn.norms.NORMS``.
+        ctx: where the parameters are initialised, a context or a list of them. Synchronized BN is
+            built for as many devices as ``ctx`` lists.
+        seed: seeds MXNet's and NumPy's generators; None goes on from where they are (for a model
+            whose weights are copied in after).
+        **options: keyword options passed to ``lenet``.
     """
     if seed is not None:
         mx.random.seed(seed)

@@ -16,7 +16,8 @@ from ..chapter.fashion_mnist import read_fashion_mnist
 from ..chapter.models import seeded_lenet
 from ..norms import NORMS, label, names
 from ..performance import torch_lenet
-from ..performance.measurements import epoch_in_child, memory_over_steps, profile_steps, summarize_times, time_bn_layers
+from ..performance.measurements import epoch_in_child, summarize_times, time_bn_layers
+from ..performance.profiles import memory_over_steps, profile_steps
 from ..reliability.errors import UsageError
 from ..reliability.files import atomic_write_text
 from ..reliability.record import save_record

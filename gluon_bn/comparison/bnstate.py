@@ -44,7 +44,14 @@ def get_stats(layer: gluon.Block) -> tuple[np.ndarray, np.ndarray]:
 
 
 def set_stats(layer: gluon.Block, mean, var, ctx: mx.Context) -> None:
-    """Overwrite the block's moving mean and variance."""
+    """Overwrite the block's moving mean and variance.
+
+    Args:
+        layer: a BN block, in the chapter's convention or Gluon's.
+        mean: the new moving mean, one value per feature (reshaped to the block's own shape).
+        var: the new moving variance, one value per feature (reshaped likewise).
+        ctx: where the new arrays are made; the chapter's layer keeps its one copy there.
+    """
     if _is_gluon_style(layer):
         for param, value in ((layer.running_mean, mean), (layer.running_var, var)):
             param.set_data(nd.array(np.reshape(value, param.shape), ctx=ctx, dtype=param.dtype))

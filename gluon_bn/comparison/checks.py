@@ -38,7 +38,16 @@ TOLERANCES = {"train output": (3e-4, 1e-4), "dX": (1e-5, 1e-3), "dgamma": (1e-3,
 
 
 def build_layer(factory: LayerFactory, c: int, ndim: int, ctx: mx.Context) -> gluon.Block:
-    """A BN layer from ``factory`` for ``c`` features of an ``ndim``-D input, initialized on ``ctx``."""
+    """A BN layer from ``factory`` for ``c`` features of an ``ndim``-D input, initialized on ``ctx``.
+
+    Raises ``TypeError`` when the block built is not a BN block in either convention.
+
+    Args:
+        factory: builds the block from (num_features, num_dims), as ``Norm.layer`` does.
+        c: the number of features (channels).
+        ndim: the input's number of dimensions, 2 or 4.
+        ctx: where the block is initialized.
+    """
     layer = factory(c, ndim)
     layer.initialize(ctx=ctx)
     if not is_bn(layer):
@@ -50,7 +59,17 @@ def build_layer(factory: LayerFactory, c: int, ndim: int, ctx: mx.Context) -> gl
 
 def run_step(layer: gluon.Block, x: np.ndarray, dy: np.ndarray | None, ctx: mx.Context,
              scope: Callable[[], contextlib.AbstractContextManager] = autograd.record):
-    """One forward (and backward with head gradient ``dy`` unless None) under ``scope``."""
+    """One forward (and backward with head gradient ``dy`` unless None) under ``scope``.
+
+    Returns the output and the input's gradient, (y, dx), as float64 NumPy arrays.
+
+    Args:
+        layer: the BN block, initialized on ``ctx``.
+        x: the input batch.
+        dy: the head gradient for the backward pass, shaped like the output; None skips backward.
+        ctx: where the input (and ``dy``) are placed.
+        scope: makes the autograd scope the forward runs in (``autograd.record`` by default).
+    """
     X = nd.array(x, ctx=ctx)
     X.attach_grad()
     with scope():

@@ -79,8 +79,17 @@ def compare_devices(config: CompareConfig, contexts: Contexts, start: gluon.Bloc
                     log: Callable[[str], None] = print) -> dict:
     """Train each BN kind on ``contexts`` from ``start``'s weights on the one-device runs' batches.
 
-    Per kind: its history, each statistics copy's distance from the one-device run's after every
-    epoch, and test accuracy as the devices predict, with each copy, and with their mean.
+    The kinds are the norms in ``NORMS`` with a one-device norm to be held against. Per kind: its
+    history, each statistics copy's distance from the one-device run's after every epoch, and test
+    accuracy as the devices predict, with each copy, and with their mean.
+
+    Args:
+        config: the comparison's settings; ``gap_batches`` sets the statistics-only comparison's batches.
+        contexts: the devices each kind trains on.
+        start: the shared start whose weights every kind copies (``compare_models``'s ``"start"``).
+        references: per one-device norm, its moving statistics after every epoch
+            (``compare_models``'s ``"stats"``).
+        log: where the per-epoch lines go.
     """
     probe_iter, test_iter = config.loaders(seed=config.seed + 1)
     probe = next(iter(test_iter))

@@ -27,6 +27,18 @@ def bn_forward(x, gamma, beta, moving_mean, moving_var, eps: float = 1e-5,
     """Return (y, new_moving_mean, new_moving_var) in float64, per-feature vectors for the stats.
 
     Training uses the batch mean and the biased batch variance; prediction the moving ones.
+
+    Args:
+        x: the input, (N, d) or (N, C, H, W).
+        gamma: the per-feature scale.
+        beta: the per-feature shift.
+        moving_mean: the per-feature moving mean before this step.
+        moving_var: the per-feature moving variance before this step.
+        eps: added to the variance before the square root.
+        momentum: the weight the old moving statistics keep in training:
+            ``new = momentum * old + (1 - momentum) * batch``.
+        training: True normalizes with the batch statistics and updates the moving ones; False
+            normalizes with the moving statistics and returns them unchanged.
     """
     x = np.asarray(x, dtype=np.float64)
     axes = reduce_axes(x.ndim)
@@ -46,7 +58,16 @@ def bn_backward(x, gamma, dy, eps: float = 1e-5, training: bool = True,
     """Analytic (dx, dgamma, dbeta) in float64 for the loss sum(dy * y).
 
     In training the batch statistics depend on x, which adds the two mean terms to dx;
-    in prediction (``moving_mean``/``moving_var`` required) they are constants.
+    in prediction they are constants.
+
+    Args:
+        x: the forward input, (N, d) or (N, C, H, W).
+        gamma: the per-feature scale.
+        dy: the gradient of the loss with respect to the output y, shaped like ``x``.
+        eps: added to the variance before the square root, as in the forward pass.
+        training: True differentiates through the batch statistics; False uses the moving ones.
+        moving_mean: the per-feature moving mean (required in prediction).
+        moving_var: the per-feature moving variance (required in prediction).
     """
     x, dy = np.asarray(x, dtype=np.float64), np.asarray(dy, dtype=np.float64)
     axes = reduce_axes(x.ndim)

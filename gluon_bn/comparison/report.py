@@ -63,7 +63,14 @@ def drift_table(drift: Sequence[Mapping]) -> str:
 
 
 def layer_sections(checks, differences, modes, ctx) -> str:
-    """The layer-level evidence: agreement table, differences with their causes, autograd scopes."""
+    """The layer-level evidence: agreement table, differences with their causes, autograd scopes.
+
+    Args:
+        checks: the layer checks against the float64 reference (``check_layer``'s results).
+        differences: the known differences, measured at the defaults and aligned.
+        modes: per autograd scope and layer, which statistics it used and whether it updated them.
+        ctx: the context the checks ran on, named in the first heading.
+    """
     return "\n\n".join([
         f"## Agreement with the float64 reference ({ctx})",
         "Each layer gets the same input, gamma and beta as a float64 NumPy version of the paper's "
@@ -142,7 +149,17 @@ def failures(checks, differences, modes) -> list[str]:
 
 def compare_markdown(layer_text: str, model_text: str, failed: Sequence[str], extra: Mapping,
                      config: Mapping, images: Sequence[str]) -> str:
-    """The whole compare.md report."""
+    """The whole compare.md report.
+
+    Args:
+        layer_text: the layer-level sections (``layer_sections``).
+        model_text: the model-level sections (``model_sections``, and the several-devices one if run).
+        failed: the agreements that did not hold, one line each (``failures``); empty, all held.
+        extra: the run's record extras; its ``"environment"`` (context, platform, CPU count, MXNet
+            version) and ``"data"`` (the Fashion-MNIST release) go in the header.
+        config: the run's settings as a dict; its ``"seed"`` and ``"epochs"`` go in the header.
+        images: the plots' file names, linked at the end in this order.
+    """
     env = extra["environment"]
     verdict = ("Every agreement that should hold holds." if not failed else
                "**Agreements that did not hold:**\n" + "\n".join(f"- {line}" for line in failed))

@@ -25,11 +25,17 @@ def recompute_bn_stats(net: gluon.Block, data_iter: Iterable, num_batches: int |
     """Set each BN layer's moving mean/variance to its input's mean/variance over the data.
 
     The network runs forward in training mode (each BN layer normalizes with its batch's
-    statistics, as during training) over up to ``num_batches`` batches; every BN layer's
-    input is accumulated in float64, and its moving statistics become the mean and the
-    (biased) variance of all those examples. Weights do not change. Works for the chapter's
-    ``BatchNorm`` and ``nn.BatchNorm`` alike; returns the number of examples used. A net on
-    several devices is run on the first (whole batches), and every device gets the result.
+    statistics, as during training); every BN layer's input is accumulated in float64, and its
+    moving statistics become the mean and the (biased) variance of all those examples. Weights
+    do not change. Works for the chapter's ``BatchNorm`` and ``nn.BatchNorm`` alike; returns the
+    number of examples used.
+
+    Args:
+        net: the trained model; it must have at least one BN layer.
+        data_iter: the batches, (X, y) pairs; only X is used (a sample of the training set).
+        num_batches: the most batches used (positive); None uses every batch ``data_iter`` gives.
+        ctx: where the net runs; of a list, the first. A net on several devices is run on the first
+            (whole batches), and every device gets the result. None: where the first BN layer's gamma is.
     """
     layers = bn_layers(net)
     if not layers:

@@ -117,7 +117,14 @@ def exercise_settings(config: ExerciseConfig) -> ExerciseConfig:
 
 
 def exercise_markdown(config: ExerciseConfig, ctx: Contexts, result: Mapping, plot_name: str | None = None) -> str:
-    """The exercise's report: its question, settings, table, details, conclusion and plot."""
+    """The exercise's report: its question, settings, table, details, conclusion and plot.
+
+    Args:
+        config: the exercise and the settings it ran with (``exercise_settings``'s).
+        ctx: the devices the runs trained on, named unless a row names its own.
+        result: what ``run_exercise`` returned; its table, details and conclusion go in the report.
+        plot_name: the plot's file name, linked at the end; None leaves the plot out.
+    """
     exercise = EXERCISES[config.name]
     return "\n\n".join(part for part in (
         f"# Exercise `{exercise.name}`", f"*{exercise.question}*",
@@ -131,7 +138,14 @@ def exercise_markdown(config: ExerciseConfig, ctx: Contexts, result: Mapping, pl
 
 
 def variant_config(config: ExerciseConfig, variant: Variant, seed: int, kind: str = "cpu") -> ExerciseConfig:
-    """The run settings for one variant and seed (its devices are the first of the run's ``kind``)."""
+    """The run settings for one variant and seed (its devices are the first of the run's ``kind``).
+
+    Args:
+        config: the exercise's settings; the variant's lr and batch size replace its own where the variant sets them.
+        variant: the variant to run.
+        seed: the run's seed.
+        kind: the device type (``'cpu'``, ``'gpu'``) of a variant that names its number of devices.
+    """
     changes = {"seed": seed, "lr": variant.lr if variant.lr is not None else config.lr,
                "batch_size": variant.batch_size or config.batch_size}
     if variant.devices is not None:

@@ -61,10 +61,18 @@ def statistics_gap(clone: gluon.Block, twin: gluon.Block, net: gluon.Block, data
                    num_batches: int = 20) -> list[float]:
     """How far each statistics copy drifts from one device's when only the BN mechanism differs.
 
-    ``clone`` (on the devices ``ctx``) and ``twin`` (the same kind of model on one device) both get
-    ``net``'s weights and statistics, then see the same ``num_batches`` training batches forward and
-    backward with the weights held; returns each copy's distance from the twin's statistics.
-    Training's own drift (at lr 1.0 rounding grows into visibly different weights) is left out.
+    ``clone`` and ``twin`` both get ``net``'s weights and statistics, then see the same training
+    batches forward and backward with the weights held; returns each copy's distance from the
+    twin's statistics. Training's own drift (at lr 1.0 rounding grows into visibly different
+    weights) is left out.
+
+    Args:
+        clone: a model of ``net``'s kind on the devices ``ctx``.
+        twin: the same kind of model on one device.
+        net: the trained model whose weights and statistics both start from.
+        data_iter: the training batches, split over the devices for ``clone``.
+        ctx: the devices ``clone`` is on, a context or a list of them.
+        num_batches: how many batches both models see.
     """
     contexts, one = as_list(ctx), twin.collect_params().list_ctx()[0]
     for model in (clone, twin):

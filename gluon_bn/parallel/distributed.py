@@ -150,8 +150,20 @@ def _set_stats_vector(net: gluon.Block, vector: np.ndarray) -> None:
 
 def statistics_accuracy(net: gluon.Block, rows: np.ndarray, test_iter: Iterable, train_iter: Iterable,
                         ctx, num_batches: int = 50) -> dict:
-    """Test accuracy with each worker's own statistics, and with statistics re-estimated over
-    ``num_batches`` training batches (``recompute_bn_stats``); the model's statistics are put back."""
+    """Test accuracy with each worker's own statistics, and with statistics re-estimated over training batches.
+
+    The statistics are re-estimated with ``recompute_bn_stats``; the model's statistics are put back.
+    Returns the accuracy per worker (``"per_worker"``) and with the re-estimated ones (``"re_estimated"``).
+
+    Args:
+        net: the model, its statistics the workers' mean.
+        rows: every worker's statistics, one row per worker (as ``average_bn_stats`` returns them):
+            each BN layer's mean, then variance, all layers concatenated.
+        test_iter: the test batches the accuracies are measured on.
+        train_iter: the training batches the statistics are re-estimated from.
+        ctx: where the net runs, a context or a list of them.
+        num_batches: the most training batches the re-estimation uses.
+    """
     saved = swap_bn_stats(net)
     try:
         per_worker = []

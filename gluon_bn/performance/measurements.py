@@ -1,4 +1,4 @@
-"""How fast and how lean the layers and LeNets train: layer timings, epoch times, memory, profiles.
+"""How fast the layers and LeNets train: layer timings, epoch times (here or in a fresh process), d2l's pipeline.
 
 Every ratio is taken against a baseline measured in the same run, on the same machine.
 Layer timings interleave the layers round by round, so a slow spell of a noisy machine
@@ -8,23 +8,20 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
 import mxnet as mx
 import numpy as np
-from mxnet import autograd, gluon, nd, profiler
+from mxnet import autograd, gluon, nd
 
-from ..chapter.training import Callback, make_trainer, train_ch5
-from ..reliability.errors import Diverged, TrainingInterrupted
+from ..chapter.training import make_trainer, train_ch5
+from ..reliability.errors import Diverged
 from ..runtime import compat
 
-__all__ = ["LENET_BN_SHAPES", "d2l_loaders", "epoch_in_child", "epoch_in_this_process", "memory_over_steps",
-           "profile_steps", "resident_mb", "summarize_times", "time_bn_layers", "time_epoch"]
+__all__ = ["LENET_BN_SHAPES", "d2l_loaders", "epoch_in_child", "epoch_in_this_process", "silent_epochs", "summarize_times", "time_bn_layers", "time_epoch"]
 
 #: The input shapes of LeNet's four BN layers at the chapter's batch size.
 LENET_BN_SHAPES = ((256, 6, 24, 24), (256, 16, 8, 8), (256, 120), (256, 84))
@@ -35,7 +32,16 @@ def time_bn_layers(factories: Mapping[str, Callable[[int, int], gluon.Block]],
                    baseline: str = "gluon", warmup: int = 3) -> list[dict]:
     """Median training-mode forward, backward and forward+backward time of each layer at each shape.
 
-    Each row carries its ratios to ``baseline`` measured in the same run, at the same shape.
+    Each row carries its ratios to ``baseline`` measured in the same run, at the same shape. The
+    layers run in turn within each round, so a slow spell falls on all of them alike.
+
+    Args:
+        factories: each layer's name and its builder from (num_features, num_dims).
+        shapes: the input shapes timed, (N, C) or (N, C, H, W); by default LeNet's four BN inputs.
+        ctx: where the layers run (the CPU by default).
+        repeats: the timed rounds, each one forward and backward of every layer.
+        baseline: the layer the ratios are taken against; a name not in ``factories`` gives None ratios.
+        warmup: untimed rounds run first.
     """
     ctx = ctx or mx.cpu()
     rows = []
@@ -81,7 +87,7 @@ def summarize_times(samples, name: str, unit: str = "ms") -> dict:
             f"{name}_spread": float((samples.max() - samples.min()) / median) if median else 0.0}
 
 
-def _one_epoch(net: gluon.Block, train_iter: Iterable, test_iter: Iterable, batch_size: int, lr: float,
+def silent_epochs(net: gluon.Block, train_iter: Iterable, test_iter: Iterable, batch_size: int, lr: float,
                ctx: mx.Context, callbacks=(), epochs: int = 1):
     """Silent epochs of the chapter's loop with the chapter's optimizer: every measurement runs this."""
     trainer = make_trainer(net, lr)
@@ -91,8 +97,18 @@ def _one_epoch(net: gluon.Block, train_iter: Iterable, test_iter: Iterable, batc
 
 def time_epoch(net: gluon.Block, train_iter: Iterable, test_iter: Iterable, batch_size: int, lr: float,
                ctx: mx.Context, num_train: int) -> dict:
-    """One epoch of the chapter's loop (training, then test accuracy), timed as the chapter times it."""
-    epoch, = _one_epoch(net, train_iter, test_iter, batch_size, lr, ctx)
+    """One epoch of the chapter's loop (training, then test accuracy), timed as the chapter times it.
+
+    Args:
+        net: the initialized model to train.
+        train_iter: the training batches.
+        test_iter: the test batches.
+        batch_size: what the trainer's step divides by, as in the chapter.
+        lr: the SGD learning rate.
+        ctx: where the net trains.
+        num_train: the training examples in the epoch, for ``examples_per_s``.
+    """
+    epoch, = silent_epochs(net, train_iter, test_iter, batch_size, lr, ctx)
     return {"epoch_s": epoch.time, "examples_per_s": num_train / epoch.time, "loss": epoch.loss,
             "train_acc": epoch.train_acc, "test_acc": epoch.test_acc}
 
@@ -166,6 +182,13 @@ def d2l_loaders(images: np.ndarray, labels: np.ndarray, test_images: np.ndarray,
     The same dataset layout as ``gluon.data.vision.FashionMNIST`` (uint8 HxWx1 NDArrays),
     the same ``ToTensor`` transform, shuffling and worker count as d2l 1.0.3. Only the
     source differs: MXNet's own dataset class would check an older release and download.
+
+    Args:
+        images: the training images, uint8 (N, 28, 28).
+        labels: the training labels.
+        test_images: the test images, uint8 (N, 28, 28).
+        test_labels: the test labels.
+        batch_size: examples per batch, in both loaders.
     """
     from d2l import mxnet as d2l
     transform = gluon.data.vision.transforms.Compose([gluon.data.vision.transforms.ToTensor()])
@@ -177,72 +200,3 @@ def d2l_loaders(images: np.ndarray, labels: np.ndarray, test_images: np.ndarray,
     return (gluon.data.DataLoader(dataset(images, labels), batch_size, shuffle=True, num_workers=workers),
             gluon.data.DataLoader(dataset(test_images, test_labels), batch_size, shuffle=False,
                                   num_workers=workers))
-
-
-def resident_mb() -> float:
-    """This process's resident memory now, in MB (Linux); its peak where /proc is missing."""
-    try:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * resource.getpagesize() / 2 ** 20
-    except OSError:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-class _MemorySampler(Callback):
-    """Samples resident memory every ``every`` training steps and stops training after ``steps``."""
-
-    def __init__(self, steps: int, every: int):
-        self.steps, self.every, self.step = steps, every, 0
-        self.samples = [(0, resident_mb())]
-
-    def on_batch_end(self, epoch: int, batch: int) -> bool:
-        self.step += 1
-        if self.step % self.every == 0:
-            nd.waitall()
-            self.samples.append((self.step, resident_mb()))
-        return self.step >= self.steps
-
-
-def memory_over_steps(net: gluon.Block, train_iter: Iterable, test_iter: Iterable, batch_size: int,
-                      lr: float, ctx: mx.Context, steps: int, every: int = 50) -> list[tuple[int, float]]:
-    """Resident memory (MB) every ``every`` training steps of the chapter's loop, ``steps`` in all."""
-    sampler = _MemorySampler(steps, every)
-    try:
-        _one_epoch(net, train_iter, test_iter, batch_size, lr, ctx, [sampler], epochs=-(-steps // len(train_iter)))
-    except TrainingInterrupted:  # the sampler's stop after ``steps``
-        pass
-    return sampler.samples
-
-
-class _Profiler(Callback):
-    """MXNet's profiler from the end of the first step (which builds graphs and allocates) to the last."""
-
-    def __init__(self, path: Path, last_batch: int):
-        self.path, self.last_batch, self.steps = path, last_batch, 0
-
-    def on_batch_end(self, epoch: int, batch: int) -> bool:
-        nd.waitall()
-        if batch == 1:
-            profiler.set_config(profile_imperative=True, profile_symbolic=True, aggregate_stats=True,
-                                filename=str(self.path))
-            profiler.set_state('run')
-        elif batch <= self.last_batch:
-            self.steps += 1
-        if batch == self.last_batch:
-            profiler.set_state('stop')
-        return False
-
-
-def profile_steps(net: gluon.Block, train_iter: Iterable, test_iter: Iterable, batch_size: int, lr: float,
-                  ctx: mx.Context, path: Path, top: int = 8) -> list[dict]:
-    """MXNet's profiler over the chapter's training loop: the operators that take the most time per step."""
-    profiled = _Profiler(path, len(train_iter))
-    _one_epoch(net, train_iter, test_iter, batch_size, lr, ctx, [profiled])
-    table = profiler.dumps(reset=True, format="json")
-    profiler.dump(finished=False)  # the trace goes to ``path``, which stays the target at exit
-    operators = json.loads(table).get("Time", {}).get("operator", {})
-    steps = max(1, profiled.steps)
-    rows = [{"operator": name, "ms_per_step": stats["Total"] / steps, "calls_per_step": stats["Count"] / steps}
-            for name, stats in operators.items() if name != "DeleteVariable"]
-    rows.sort(key=lambda r: -r["ms_per_step"])
-    return rows[:top]

@@ -36,7 +36,17 @@ def time_torch_epoch(images: np.ndarray, labels: np.ndarray, test_images: np.nda
                      batch_size: int, lr: float, seed: int = 0, threads: int | None = None) -> dict:
     """Train one epoch (shuffled minibatches) and measure test accuracy; same keys as ``time_epoch``.
 
-    ``threads`` sets PyTorch's intra-op threads (it shares OpenMP with MXNet in one process).
+    Also returns the intra-op threads PyTorch used (``"threads"``).
+
+    Args:
+        images: the training images, uint8 (N, 28, 28); scaled to [0, 1] as ``ToTensor`` does.
+        labels: the training labels.
+        test_images: the test images, uint8 (N, 28, 28).
+        test_labels: the test labels.
+        batch_size: examples per batch; the summed loss is divided by it, as ``trainer.step(batch_size)`` does.
+        lr: the SGD learning rate.
+        seed: seeds PyTorch's initialization and the shuffling order.
+        threads: PyTorch's intra-op threads (it shares OpenMP with MXNet in one process); None keeps its default.
     """
     import torch
     from torch import nn
@@ -74,8 +84,21 @@ def time_torch_epoch(images: np.ndarray, labels: np.ndarray, test_images: np.nda
 
 def profile_torch_steps(images: np.ndarray, labels: np.ndarray, batch_size: int, lr: float, steps: int,
                         seed: int = 0, threads: int | None = None, top: int = 8) -> list[dict]:
-    """PyTorch's profiler over ``steps`` training steps (after one to warm up): the operators that
-    take the most time per step, in the rows ``measurements.profile_steps`` gives for MXNet."""
+    """PyTorch's profiler over ``steps`` training steps: the operators that take the most time per step.
+
+    One step runs first, unprofiled, to warm up. The rows are those ``profiles.profile_steps``
+    gives for MXNet; the time is each operator's own CPU time.
+
+    Args:
+        images: the training images, uint8 (N, 28, 28); every step trains on the first ``batch_size``.
+        labels: the training labels.
+        batch_size: examples per step; the summed loss is divided by it, as ``trainer.step(batch_size)`` does.
+        lr: the SGD learning rate.
+        steps: the profiled training steps.
+        seed: seeds PyTorch's initialization.
+        threads: PyTorch's intra-op threads; None keeps its default.
+        top: how many operators to return, the slowest first.
+    """
     import torch
     from torch import nn
     from torch.profiler import ProfilerActivity, profile

@@ -47,7 +47,16 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 
 def require_positive(name: str, value, error: type[Exception] = ValueError, integer: bool = False) -> None:
-    """Raise ``error`` naming ``name`` unless ``value`` is unset (None) or positive and finite (an integer if asked)."""
+    """Raise ``error`` naming ``name`` unless ``value`` is unset (None) or positive and finite (an integer if asked).
+
+    A bool is not a number here.
+
+    Args:
+        name: what the message calls the value (an option's name); empty leaves it out.
+        value: the value checked; None always passes.
+        error: the exception class raised (``ValueError`` by default).
+        integer: True also requires an ``int``.
+    """
     if value is None:
         return
     number = isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -53,7 +53,20 @@ def environment(ctx: Contexts) -> dict:
 
 def save_record(path: str | os.PathLike, command: str, config: dict, results: dict, *, complete: bool,
                 wall_time: float, **extra) -> Path:
-    """Write one record atomically, after checking it against the schema; ``results``: what the command measured."""
+    """Write one record atomically, after checking it against the schema.
+
+    Raises ``ValueError`` naming the first place the record breaks the schema; returns the path written.
+
+    Args:
+        path: the JSON file to write.
+        command: the command that ran (``reproduce``, ``compare``, ``exercise`` or ``bench``).
+        config: the command's settings, as its config dataclass names them.
+        results: what the command measured; the schema checks it per command.
+        complete: False while a run is under way, or after it stopped.
+        wall_time: the run's seconds so far.
+        **extra: further top-level fields: ``environment`` and ``data`` (required), and those the schema
+            allows a command (``failures``, ``targets``, ``diverged`` and others).
+    """
     record = {"format": FORMAT, "command": command, "config": config, **extra, "complete": complete,
               "wall_time": wall_time, "results": results}
     validate(record)

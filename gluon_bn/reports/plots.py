@@ -33,8 +33,13 @@ def plot_histories(histories: Mapping[str, Sequence], path: str | os.PathLike | 
                    reference_epoch: int = 5, title: str | None = None) -> Figure:
     """Loss, train and test accuracy per epoch for each model; optional published points.
 
-    ``reference`` maps a model to published epoch-``reference_epoch`` numbers, drawn as
-    crosses. With ``path`` the PNG is written atomically.
+    Args:
+        histories: each model's norm name and its epochs (``Epoch`` objects or their rows).
+        path: where the PNG is written, atomically; None writes nothing.
+        reference: maps a model to published epoch-``reference_epoch`` numbers (``loss``,
+            ``train_acc``, ``test_acc``), drawn as crosses.
+        reference_epoch: the epoch the published numbers are at.
+        title: the figure's title; None leaves it out.
     """
     fig, axes = plt.subplots(1, len(_PANELS), figsize=(12, 3.6), constrained_layout=True)
     for i, (name, history) in enumerate(histories.items()):
@@ -82,8 +87,15 @@ def plot_exercise(summary: Sequence[Mapping], runs: Sequence[Mapping], path: str
     """An exercise's evidence: last-epoch accuracy per variant, and test accuracy per epoch.
 
     Left: mean ± std over seeds of train and test accuracy, as bars per variant, or as curves
-    against ``x_axis`` (the learning rate) per group. Right: mean test accuracy per epoch for
-    each variant; dashed where runs also measured it with re-estimated BN statistics.
+    against ``x_axis`` per group. Right: mean test accuracy per epoch for each variant; dashed
+    where runs also measured it with re-estimated BN statistics.
+
+    Args:
+        summary: one row per variant (``summarize``'s): mean and std of the last epoch's accuracies.
+        runs: every run's record entry; the trained ones give the right panel's curves.
+        path: where the PNG is written, atomically; None writes nothing.
+        x_axis: a summary key to plot against (the learning rate), with no right panel; None draws bars.
+        title: the figure's title; None leaves it out.
     """
     if x_axis:
         fig, left = plt.subplots(figsize=(9, 4.2), constrained_layout=True)
