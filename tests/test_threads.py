@@ -156,3 +156,17 @@ def test_a_library_run_asking_for_other_threads_than_mxnet_has_is_refused(tmp_pa
     other = threads.operator_threads() + 1
     with pytest.raises(UsageError, match=f"threads {other}: MXNet's CPU operators run with .* set OMP_NUM_THREADS={other}"):
         prepare(TrainConfig(quick=True, ctx="cpu", threads=other, out=str(tmp_path)), log=lambda s: None)
+
+
+CONV = ("import json, gluon_bn; from mxnet import nd; from mxnet.gluon import nn; net = nn.Conv2D(6, 5); "
+        "net.initialize(); net(nd.ones((2, 1, 28, 28))).wait_to_read(); print(json.dumps({}))")
+
+
+@pytest.mark.parametrize("verbose, logged", [(None, False), ("1", True)])
+def test_with_onednn_off_mxnet_logs_no_fallback_per_operator_unless_asked(verbose, logged):
+    """MXNet 1.9.1 with oneDNN off warns for each operator; gluon-bn turns that off, and the user's "1" wins."""
+    env = {k: v for k, v in os.environ.items() if k != threads.FALLBACK_LOG_ENV}
+    env.update(MXNET_MKLDNN_ENABLED="0", **({threads.FALLBACK_LOG_ENV: verbose} if verbose else {}))
+    done = subprocess.run([sys.executable, "-c", CONV], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert ("Storage type fallback detected" in done.stderr) is logged, done.stderr

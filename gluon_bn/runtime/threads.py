@@ -43,9 +43,19 @@ def logical_cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+#: MXNet's switch for its storage-fallback warnings (read once, at the first operator that falls back).
+FALLBACK_LOG_ENV = "MXNET_STORAGE_FALLBACK_LOG_VERBOSE"
+
+
 def configure() -> str:
-    """Set ``$OMP_NUM_THREADS`` for MXNet before it loads; say how the set-up was chosen."""
+    """Set ``$OMP_NUM_THREADS`` for MXNet before it loads; say how the set-up was chosen.
+
+    With oneDNN off, MXNet 1.9.1 also logs a "storage type fallback" warning for every operator it
+    runs (harmless, by its own words), so that log is off unless ``$MXNET_STORAGE_FALLBACK_LOG_VERBOSE`` is set.
+    """
     global _chosen_by
+    if not onednn():
+        os.environ.setdefault(FALLBACK_LOG_ENV, "0")
     if os.environ.get(ENV):
         _chosen_by = f"${ENV} in the environment"
     elif "mxnet" in sys.modules:
