@@ -33,9 +33,14 @@ class ExerciseConfig(TrainConfig):
     QUICK: ClassVar[dict] = {"epochs": 1, "num_train": 1024, "num_test": 500, "seeds": 2, "precise_batches": 4}
     POSITIVE: ClassVar[tuple[str, ...]] = (*TrainConfig.POSITIVE, "seeds", "precise_batches")
 
-    def validate(self) -> "ExerciseConfig":
+    def exercise(self) -> Exercise:
+        """The exercise this config names; a UsageError listing them when it names none."""
         if self.name not in EXERCISES:
             raise UsageError(f"unknown exercise {self.name!r}: choose from {', '.join(EXERCISES)}")
+        return EXERCISES[self.name]
+
+    def validate(self) -> "ExerciseConfig":
+        self.exercise()
         super().validate()
         return self
 
@@ -110,9 +115,7 @@ def run_exercise(config: ExerciseConfig, ctx: Contexts, log: Callable[[str], Non
 def exercise_settings(config: ExerciseConfig) -> ExerciseConfig:
     """``config`` with the exercise's own epochs and training subset where the user set none."""
     config = config.resolved()
-    if config.name not in EXERCISES:
-        raise UsageError(f"unknown exercise {config.name!r}: choose from {', '.join(EXERCISES)}")
-    exercise = EXERCISES[config.name]
+    exercise = config.exercise()
     return replace(config, epochs=config.epochs or exercise.epochs, num_train=config.num_train or exercise.num_train)
 
 
