@@ -6,6 +6,7 @@ schema changes under an old name. Records of ``READABLE`` older formats still lo
 """
 from __future__ import annotations
 
+import functools
 from typing import Mapping
 
 __all__ = ["FORMAT", "READABLE", "SCHEMA", "validate"]
@@ -84,11 +85,19 @@ SCHEMA: dict = {
 }
 
 
-def validate(record: Mapping) -> None:
-    """Raise ValueError naming the first place where ``record`` does not follow ``SCHEMA``."""
+@functools.lru_cache(maxsize=1)
+def _validator():
+    """``SCHEMA``'s validator, built once per process (records are checked at every write)."""
     import jsonschema  # only where records are written or read
 
-    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(SCHEMA).iter_errors(record))
+    return jsonschema.Draft202012Validator(SCHEMA)
+
+
+def validate(record: Mapping) -> None:
+    """Raise ValueError naming the first place where ``record`` does not follow ``SCHEMA``."""
+    import jsonschema
+
+    error = jsonschema.exceptions.best_match(_validator().iter_errors(record))
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "the top level"
         raise ValueError(f"not a {FORMAT} record at {where}: {error.message}")
