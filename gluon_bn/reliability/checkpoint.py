@@ -11,6 +11,7 @@ replaced, so a kill at any moment leaves the previous checkpoint readable.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -23,11 +24,26 @@ from mxnet import gluon, nd
 from ..comparison.bnstate import bn_layers, layer_stat_copies, set_layer_stat_copies
 from ..parallel.devices import Contexts, as_list
 from . import faults
-from .files import atomic_write_json
+from .files import NEARLY_FULL, atomic_write_json, disk_full, free_bytes
 
 __all__ = ["Checkpointer"]
 
 _LATEST = "latest.json"
+
+
+def _save(path: Path, arrays: dict) -> None:
+    """``nd.save``, made sure of: MXNet does not check the close of the file, so a full disk can leave
+    it empty without an error; it is synced and read back, and an incomplete file raises OSError."""
+    nd.save(str(path), arrays)
+    with open(path, "rb") as saved:
+        os.fsync(saved.fileno())
+    try:
+        whole = not arrays or len(_load_dict(path)) == len(arrays)
+    except mx.base.MXNetError:
+        whole = False
+    if not whole:
+        full = free_bytes(path) < NEARLY_FULL
+        raise OSError(errno.ENOSPC if full else errno.EIO, "written incompletely", str(path))
 
 
 def _load_dict(path: Path) -> dict:
@@ -53,27 +69,37 @@ class Checkpointer:
 
     def save(self, net: gluon.Block, trainer: gluon.Trainer, state: dict) -> Path:
         """Write a new checkpoint of ``net`` and ``trainer`` with ``state`` (JSON-able)."""
-        self.directory.mkdir(parents=True, exist_ok=True)
         number = (self.meta() or {}).get("number", 0) + 1
-        tmp = Path(tempfile.mkdtemp(prefix=".ckpt-", dir=self.directory))
         try:
-            nd.save(str(tmp / "params"), _parameters(net))
+            self.directory.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=".ckpt-", dir=self.directory))
+        except OSError as exc:
+            raise disk_full(self.directory, exc) or exc
+        try:
+            _save(tmp / "params", _parameters(net))
             faults.reached("checkpoint", model=self.directory.name, number=number)
             stats = {f"{i}:{j}:{name}": nd.array(value, dtype="float64")
                      for i, layer in enumerate(bn_layers(net))
                      for j, copy in enumerate(layer_stat_copies(layer))
                      for name, value in zip(("mean", "var"), copy)}
-            nd.save(str(tmp / "stats"), stats)
+            _save(tmp / "stats", stats)
             arrays, counters = _read_trainer(net, trainer)
-            nd.save(str(tmp / "optimizer"), arrays)
+            _save(tmp / "optimizer", arrays)
             final = self.directory / f"ckpt-{number:06d}"
             shutil.rmtree(final, ignore_errors=True)
             os.rename(tmp, final)
-        except BaseException:
+        except BaseException as exc:
+            full = disk_full(self.directory / f"ckpt-{number:06d}", exc)  # asked before the partial files go
             shutil.rmtree(tmp, ignore_errors=True)
+            if full:
+                raise full from None
             raise
-        atomic_write_json(self.directory / _LATEST, {**state, "number": number, "folder": final.name,
-                                                     "optimizer": counters})
+        try:
+            atomic_write_json(self.directory / _LATEST, {**state, "number": number, "folder": final.name,
+                                                         "optimizer": counters})
+        except BaseException:
+            shutil.rmtree(final, ignore_errors=True)  # latest.json still names the previous one
+            raise
         for old in [*self.directory.glob("ckpt-*"), *self.directory.glob(".ckpt-*")]:  # and a killed save's
             if old != final:
                 shutil.rmtree(old, ignore_errors=True)

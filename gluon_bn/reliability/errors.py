@@ -2,7 +2,7 @@
 
 import math
 
-__all__ = ["DataError", "Diverged", "GluonBNError", "Interrupted", "TrainingInterrupted", "UsageError",
+__all__ = ["DataError", "Diverged", "DiskFull", "GluonBNError", "Interrupted", "TrainingInterrupted", "UsageError",
            "require_positive"]
 
 
@@ -14,6 +14,15 @@ class GluonBNError(Exception):
 
 class DataError(GluonBNError):
     """Fashion-MNIST is missing, damaged, or from an unknown release."""
+
+
+class DiskFull(GluonBNError):
+    """A file could not be written because its filesystem is full; what was written before is intact."""
+
+    def __init__(self, path):
+        self.path = path
+        super().__init__(f"{path}: no space left on device; free some space there or choose another --out "
+                         "(reproduce and exercise then continue with --resume)")
 
 
 class UsageError(GluonBNError):
