@@ -22,7 +22,8 @@ from .norms import NORMS  # noqa: E402
 from .parallel.devices import CONTEXTS  # noqa: E402
 from .parallel.distributed import KVSTORES  # noqa: E402
 from .reliability.errors import GluonBNError, require_positive  # noqa: E402
-from .runtime import threads
+from .runs.settings import THREADS_MAX  # noqa: E402
+from .runtime import threads  # noqa: E402
 
 __all__ = ["main"]
 
@@ -31,14 +32,16 @@ def _model_choices() -> dict[str, tuple[str, ...]]:
     return {**{name: (name,) for name in NORMS}, "both": tuple(CHAPTER)}
 
 
-def _positive(kind):
-    """An argparse type accepting only positive, finite values of ``kind``."""
+def _positive(kind, most: int | None = None):
+    """An argparse type accepting only positive, finite values of ``kind`` (and at most ``most``)."""
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
-        require_positive("", value, argparse.ArgumentTypeError)  # argparse names the option
+        require_positive("", value, argparse.ArgumentTypeError, integer=kind is int)  # argparse names the option
+        if most is not None and value > most:
+            raise argparse.ArgumentTypeError(f"must be at most {most}, got {value}")
         return value
     parse.__name__ = f"positive {kind.__name__}"
     return parse
@@ -67,7 +70,7 @@ def _run_arguments(parser: argparse.ArgumentParser, defaults) -> None:
     if epochs:
         parser.add_argument("--no-hybridize", dest="hybridize", action="store_false",
                             help="run every layer imperatively, as the chapter's code does (slower, same numbers)")
-    parser.add_argument("--threads", type=_positive(int), default=None,
+    parser.add_argument("--threads", type=_positive(int, THREADS_MAX), default=None,
                         help="MXNet's CPU operator threads (default: $OMP_NUM_THREADS, else one per logical CPU)")
     parser.add_argument("--quick", action="store_true",
                         help=f"{_quick_text(type(defaults))}: seconds, for a first look (also GLUON_BN_QUICK=1)")
@@ -135,7 +138,8 @@ def _launch_parser(sub) -> None:
     defaults = LaunchConfig()
     la = sub.add_parser(
         "launch", help="run a training command data parallel over MXNet's parameter server (kvstore dist_sync)",
-        usage="gluon-bn launch [-h] --workers N [--servers S] [--hosts FILE] [--port P] -- COMMAND ARGS...",
+        usage="gluon-bn launch [-h] --workers N [--servers S] [--hosts FILE] [--port P] [--interface NAME] "
+              "[--keepalive SECONDS] -- COMMAND ARGS...",
         description="Start ps-lite's scheduler, the servers and N workers, each running COMMAND (with "
                     "--kvstore dist_sync); prefix their output with role and rank; stop the whole job when "
                     "any process fails or on Ctrl-C, and leave no process behind. Without --hosts everything "
@@ -145,8 +149,14 @@ def _launch_parser(sub) -> None:
     la.add_argument("--servers", type=int, default=defaults.servers, help="parameter-server processes")
     la.add_argument("--hosts", default=None, help="file with one host per line: workers go round-robin, "
                                                   "the scheduler and servers on the first (started over --ssh)")
-    la.add_argument("--port", type=_positive(int), default=None, help="the scheduler's port (default: a free one)")
-    la.add_argument("--ssh", default=defaults.ssh, help="how to run a command on a host")
+    la.add_argument("--port", type=_positive(int, 65535), default=None, help="the scheduler's port (default: a free one)")
+    la.add_argument("--ssh", default=defaults.ssh, help="how to run a command on a host (OpenSSH's ssh gets "
+                                                         "BatchMode and keep-alives added)")
+    la.add_argument("--interface", default=None, metavar="NAME",
+                    help="with --hosts: every node binds to NAME's address on its host (default: the address "
+                         "the hosts file gives)")
+    la.add_argument("--keepalive", type=_positive(float, 3600), default=defaults.keepalive, metavar="SECONDS",
+                    help="with --hosts: ssh keep-alive interval; a host unheard for 3 of them ends the job")
     la.add_argument("job", nargs=argparse.REMAINDER, metavar="-- COMMAND ARGS", help="the workers' gluon-bn command")
 
 
@@ -181,6 +191,12 @@ CONFIGS = {"reproduce": (ReproduceConfig, lambda args: {"models": _model_choices
            "launch": (LaunchConfig, lambda args: {"command": args.job[1:] if args.job[:1] == ["--"] else args.job})}
 
 
+def _config(args: argparse.Namespace):
+    """The parsed arguments as their command's config."""
+    cls, extra = CONFIGS[args.command]
+    return cls(**{**{k: v for k, v in vars(args).items() if k in cls.field_names()}, **extra(args)})
+
+
 def _listing() -> str:
     return "\n".join(f"{name:15s} {exercise.question}" for name, exercise in EXERCISES.items())
 
@@ -195,7 +211,12 @@ def _restart_with_threads(count: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors become one line on stderr and a non-zero status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    for arg in sys.argv[1:] if argv is None else argv:
+        option, equals, value = arg.partition("=")
+        if option.startswith("--") and equals and value == "--":  # argparse would hand the option []
+            parser.error(f"argument {option}: '--' is not a value; give one, or leave {option} out")
+    args = parser.parse_args(argv)
     if argv is None and getattr(args, "threads", None) and os.environ.get(threads.ENV) != str(args.threads):
         _restart_with_threads(args.threads)
     if args.command == "exercise" and (args.list or args.name is None):
@@ -204,9 +225,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         print(f"gluon-bn: error: name an exercise:\n{_listing()}", file=sys.stderr)
         return 2
-    cls, extra = CONFIGS[args.command]
-    config = cls(**{**{k: v for k, v in vars(args).items() if k in cls.field_names()}, **extra(args)})
+    config = _config(args)
     try:
+        if args.command == "launch":  # the workers' command is checked here, before any node starts
+            _config(build_parser().parse_args(config.validate().command)).resolved().validate()
         result = COMMANDS[args.command].run(config)
     except GluonBNError as exc:
         print(f"gluon-bn: error: {exc}", file=sys.stderr)

@@ -10,8 +10,8 @@ import sys
 import time
 
 import pytest
+from jobs import alive, history, job_env, pids
 
-from gluon_bn.reliability import faults
 from gluon_bn.runtime import threads
 
 SETTINGS = ["--num-train", "1024", "--num-test", "256", "--batch-size", "256", "--seed", "5", "--epochs", "2"]
@@ -22,41 +22,14 @@ def _launch(out, *job, workers="2", extra=(), fault=None):
             "reproduce", "--kvstore", "dist_sync", "--out", str(out), *SETTINGS, *job]
 
 
-def _env(fault=None):
-    """This environment, as a shell would hand it on: $OMP_NUM_THREADS only when it was given, not set by gluon-bn."""
-    env = {k: v for k, v in os.environ.items() if k != faults.ENV and (k != threads.ENV or threads.given_by_user())}
-    if fault:
-        env[faults.ENV] = fault
-    return env
-
-
 def _run(out, *job, fault=None, **kwargs):
     return subprocess.run(_launch(out, *job, **kwargs), capture_output=True, text=True, timeout=300,
-                          env=_env(fault))
+                          env=job_env(fault))
 
 
 def _losses(out, model):
     record = json.loads((out / "reproduce.json").read_text())
     return [e["loss"] for e in record["results"][model]["history"]], record
-
-
-def _history(out, model):
-    """A model's per-epoch numbers from the record, without the wall times."""
-    record = json.loads((out / "reproduce.json").read_text())
-    return [{k: v for k, v in e.items() if k != "time"} for e in record["results"][model]["history"]]
-
-
-def _pids(text):
-    return [int(p) for p in re.findall(r"started, pid (\d+)", text)]
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as stat:  # a zombie is not running
-        return stat.read().split()[2] != "Z"
 
 
 def test_two_workers_train_the_no_bn_lenet_as_one_process_does(tmp_path, gluon_bn_cli):
@@ -73,7 +46,7 @@ def test_two_workers_train_the_no_bn_lenet_as_one_process_does(tmp_path, gluon_b
     assert got == pytest.approx(want, rel=1e-5)
     assert record["distributed"] == {"kvstore": "dist_sync", "workers": 2, "servers": 1}
     assert [len(e["worker_train_s"]) for e in record["results"]["none"]["workers"]] == [2, 2]
-    assert not [p for p in _pids(job.stdout) if _alive(p)]
+    assert not [p for p in pids(job.stdout) if alive(p)]
     share = os.environ[threads.ENV] if threads.given_by_user() else str(max(1, (os.cpu_count() or 1) // 2))
     assert record["environment"]["threads"]["operator_threads"] == int(share)  # each worker its share of the CPUs
 
@@ -89,7 +62,7 @@ def uninterrupted(tmp_path_factory):
     for e, line in zip(epochs, record["results"]["gluon"]["history"]):
         assert e["test_acc"]["averaged"] == line["test_acc"]  # the test pass used the averaged statistics
         assert len(e["test_acc"]["per_worker"]) == 2 and 0 < e["test_acc"]["re_estimated"] <= 1
-    return _history(out, "gluon")
+    return history(out, "gluon")
 
 
 def test_a_worker_killed_mid_epoch_stops_the_job_and_resume_continues(uninterrupted, tmp_path):
@@ -99,17 +72,17 @@ def test_a_worker_killed_mid_epoch_stops_the_job_and_resume_continues(uninterrup
     assert killed.returncode == 1
     assert re.search(r"^launch: worker 1 \(pid \d+\) was killed by SIGKILL; stopping the other 3 process\(es\)$",
                      killed.stdout, re.M), killed.stdout[-2000:]
-    assert not [p for p in _pids(killed.stdout) if _alive(p)]
+    assert not [p for p in pids(killed.stdout) if alive(p)]
     resumed = _run(tmp_path, "--model", "gluon", "--resume")
     assert resumed.returncode == 0, resumed.stdout[-3000:]
     assert "[worker 0] resuming from" in resumed.stdout and "gluon after epoch 1" in resumed.stdout
-    assert _history(tmp_path, "gluon") == uninterrupted
+    assert history(tmp_path, "gluon") == uninterrupted
 
 
 def _launch_until(out, start: str):
     """A running job of the Gluon LeNet, and its output up to the first line that starts with ``start``."""
     launcher = subprocess.Popen(_launch(out, "--model", "gluon"), stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, env=_env())
+                                stderr=subprocess.STDOUT, text=True, env=job_env())
     lines = []
     for line in launcher.stdout:
         lines.append(line)
@@ -128,10 +101,10 @@ def test_the_server_killed_stops_the_job_within_seconds_and_resume_continues(uni
     text = "".join(lines) + rest
     assert launcher.returncode == 1
     assert re.search(rf"^launch: server 0 \(pid {server}\) was killed by SIGKILL", text, re.M), text[-2000:]
-    assert not [p for p in _pids(text) if _alive(p)]
+    assert not [p for p in pids(text) if alive(p)]
     resumed = _run(tmp_path, "--model", "gluon", "--resume")
     assert resumed.returncode == 0, resumed.stdout[-3000:]
-    assert _history(tmp_path, "gluon") == uninterrupted
+    assert history(tmp_path, "gluon") == uninterrupted
 
 
 def test_ctrl_c_stops_the_whole_job(tmp_path):
@@ -140,7 +113,7 @@ def test_ctrl_c_stops_the_whole_job(tmp_path):
     rest, _ = launcher.communicate(timeout=60)
     text = "".join(lines) + rest
     assert launcher.returncode == 130 and "launch: SIGINT: stopping the job" in text
-    assert not [p for p in _pids(text) if _alive(p)]
+    assert not [p for p in pids(text) if alive(p)]
 
 
 def test_a_port_in_use_is_refused_in_one_line(tmp_path, gluon_bn_cli):
@@ -148,22 +121,23 @@ def test_a_port_in_use_is_refused_in_one_line(tmp_path, gluon_bn_cli):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        result = gluon_bn_cli("launch", "--workers", "2", "--port", str(port), "--", "reproduce", "--kvstore",
-                              "dist_sync", "--out", str(tmp_path))
+        result = gluon_bn_cli("launch", "--workers", "2", "--port", str(port), "--", "reproduce", "--model", "gluon",
+                              "--kvstore", "dist_sync", "--out", str(tmp_path))
     assert result.returncode == 2
     assert result.stderr.strip() == (f"gluon-bn: error: --port {port}: already in use on 127.0.0.1; choose "
                                      "another, or leave --port out and a free one is picked")
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--workers", "0"], "--workers must be at least 1, got 0"),
+    (["--workers", "0"], "--workers must be from 1 to 1024, got 0"),
     (["--workers", "2", "--hosts", "HOSTS"], "line 2: 'bad host!' is not a host name"),
     (["--workers", "2", "--hosts", "MISSING"], "cannot read it"),
 ])
 def test_bad_launches_are_one_line_and_exit_2(args, message, tmp_path, gluon_bn_cli):
     (tmp_path / "HOSTS").write_text("localhost\nbad host!\n")
     args = [str(tmp_path / a) if a in ("HOSTS", "MISSING") else a for a in args]
-    result = gluon_bn_cli("launch", *args, "--", "reproduce", "--kvstore", "dist_sync", "--out", str(tmp_path))
+    result = gluon_bn_cli("launch", *args, "--", "reproduce", "--model", "gluon", "--kvstore", "dist_sync",
+                          "--out", str(tmp_path))
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert message in result.stderr
 
@@ -171,7 +145,8 @@ def test_bad_launches_are_one_line_and_exit_2(args, message, tmp_path, gluon_bn_
 def test_hosts_are_reached_through_ssh(tmp_path):
     """Two hosts, reached through a stand-in for ssh that runs the command here."""
     ssh = tmp_path / "ssh"
-    ssh.write_text('#!/bin/sh\necho "ssh to $1" >&2\nshift\nexec sh -c "$1"\n')
+    ssh.write_text('#!/bin/sh\nwhile [ "${1#-}" != "$1" ]; do shift 2; done  # the options the launcher adds\n'
+                   'echo "ssh to $1" >&2\nshift\nexec sh -c "$1"\n')
     ssh.chmod(0o755)
     (tmp_path / "hosts").write_text("# the job's machines\nlocalhost\n127.0.0.1\n")
     job = _run(tmp_path / "out", "--model", "none",

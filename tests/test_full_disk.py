@@ -9,19 +9,19 @@ import os
 import subprocess
 
 import pytest
+from netns_hosts import skip_or_fail
 
 from gluon_bn.reliability import faults
 
 SETTINGS = ["--model", "both", "--num-train", "1024", "--num-test", "256", "--batch-size", "256",
             "--seed", "3", "--epochs", "2"]
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounts a small tmpfs: run the suite as root "
-                                                           "(sudo .venv/bin/python -m pytest tests/test_full_disk.py)")
 
 
 @pytest.fixture
 def small_disk(tmp_path):
     """A 4 MB tmpfs, mounted for this test only."""
+    skip_or_fail("mounts a small tmpfs: run the suite as root, as CI does" if os.geteuid() != 0 else None)
     disk = tmp_path / "disk"
     disk.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], check=True)

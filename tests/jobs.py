@@ -1,0 +1,35 @@
+"""What the launch tests share: a job's environment, its record's numbers, and its processes."""
+import json
+import os
+import re
+
+from gluon_bn.reliability import faults
+from gluon_bn.runtime import threads
+
+
+def job_env(fault=None, **changes):
+    """This environment, as a shell would hand it on: $OMP_NUM_THREADS only when it was given, not set by gluon-bn."""
+    env = {k: v for k, v in os.environ.items() if k != faults.ENV and (k != threads.ENV or threads.given_by_user())}
+    if fault:
+        env[faults.ENV] = fault
+    return {**env, **changes}
+
+
+def history(out, model):
+    """A model's per-epoch numbers from the record, without the wall times."""
+    record = json.loads((out / "reproduce.json").read_text())
+    return [{k: v for k, v in e.items() if k != "time"} for e in record["results"][model]["history"]]
+
+
+def pids(text):
+    """The pids the launcher said it started."""
+    return [int(p) for p in re.findall(r"started, pid (\d+)", text)]
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:  # a zombie is not running
+        return stat.read().split()[2] != "Z"
