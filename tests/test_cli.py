@@ -8,10 +8,10 @@ from gluon_bn.experiments.exercises import EXERCISES
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--epochs", "0"], "argument --epochs: must be positive and finite, got 0"),
+    (["--epochs", "0"], "argument --epochs: must be a positive integer, at most 2147483647, got 0"),
     (["--lr", "inf"], "argument --lr: must be positive and finite, got inf"),
     (["--lr", "1e39"], "lr must be positive and at most 3.4e+38"),
-    (["--batch-size", "-3"], "argument --batch-size: must be positive"),
+    (["--batch-size", "-3"], "argument --batch-size: must be a positive integer"),
     (["--lr", "abc"], "argument --lr: 'abc' is not a float"),
     (["--model", "resnet"], "argument --model: invalid choice: 'resnet'"),
     (["--ctx", "tpu"], "unknown context 'tpu': choose from cpu, gpu, auto, or list devices as kind:index"),
@@ -29,8 +29,8 @@ def test_bad_arguments_exit_2_with_one_line(args, message, tmp_path, gluon_bn_cl
 
 @pytest.mark.parametrize("args, message", [
     (["bench", "--sections", "speed"], "invalid choice: 'speed'"),
-    (["bench", "--repeats", "0"], "must be positive"),
-    (["reproduce", "--threads", "0"], "must be positive"),
+    (["bench", "--repeats", "0"], "must be a positive integer"),
+    (["reproduce", "--threads", "0"], "must be a positive integer"),
     (["bench", "--rounds", "2"], "rounds and repeats must be at least 3 (got 2 and 30)"),
 ])
 def test_bench_and_threads_refuse_bad_settings(args, message, gluon_bn_cli):

@@ -174,7 +174,7 @@ def test_unwritable_download_folder_is_named(isolated):
 
 
 def test_bad_sizes_are_refused(real_data_dir):
-    with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, at most 2147483647, got 0"):
         load_data_fashion_mnist(0)
-    with pytest.raises(ValueError, match="num_train must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="num_train must be a positive integer, at most 2147483647, got 0"):
         load_data_fashion_mnist(8, num_train=0)

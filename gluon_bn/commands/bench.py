@@ -63,6 +63,8 @@ class BenchConfig(RunConfig):
         if self.rounds < 3 or self.repeats < 3:
             raise UsageError(f"rounds and repeats must be at least 3 (got {self.rounds} and {self.repeats}): "
                              "one run per configuration proves nothing on a noisy machine")
+        if not self.models:
+            raise UsageError("no model to time: name at least one with --models (" + ", ".join(NORMS) + ")")
         unknown = [s for s in self.sections if s not in SECTIONS]
         if unknown or not self.sections:
             raise UsageError(f"unknown section(s) {', '.join(unknown) or '(none given)'}: choose from {', '.join(SECTIONS)}")

@@ -12,7 +12,7 @@ from ..chapter.models import seeded_lenet
 from ..chapter.training import Callback, Epoch, history_rows
 from ..parallel.devices import Contexts, as_list, describe, resolve_context
 from ..reliability.errors import Diverged, UsageError
-from ..runs.settings import TrainConfig
+from ..runs.settings import SEED_MAX, TrainConfig
 from ..runs.supervised import train_model
 from .exercises import EXERCISES, Exercise, Variant
 from .summary import summarize, summary_table
@@ -42,6 +42,9 @@ class ExerciseConfig(TrainConfig):
     def validate(self) -> "ExerciseConfig":
         self.exercise()
         super().validate()
+        if self.seed + self.seeds - 1 > SEED_MAX:
+            raise UsageError(f"seeds {self.seed}..{self.seed + self.seeds - 1} go past the largest seed, "
+                             f"{SEED_MAX}; give a smaller --seed or fewer --seeds")
         return self
 
 

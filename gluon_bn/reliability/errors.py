@@ -6,6 +6,10 @@ __all__ = ["DataError", "Diverged", "DiskFull", "GluonBNError", "Interrupted", "
            "require_positive"]
 
 
+#: The largest count a setting may have: MXNet passes shapes and counts to C as 32-bit integers.
+INT_MAX = 2**31 - 1
+
+
 class GluonBNError(Exception):
     """A failure the user can fix; the CLI prints it as one line, no traceback."""
 
@@ -64,11 +68,11 @@ def require_positive(name: str, value, error: type[Exception] = ValueError, inte
         name: what the message calls the value (an option's name); empty leaves it out.
         value: the value checked; None always passes.
         error: the exception class raised (``ValueError`` by default).
-        integer: True also requires an ``int``.
+        integer: True also requires an ``int``, at most ``INT_MAX``.
     """
     if value is None:
         return
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not number or (integer and not isinstance(value, int)) or not 0 < value < math.inf:
-        wanted = "a positive integer" if integer else "positive and finite"
+    if not number or (integer and not isinstance(value, int)) or not 0 < value < (INT_MAX + 1 if integer else math.inf):
+        wanted = f"a positive integer, at most {INT_MAX}" if integer else "positive and finite"
         raise error(f"{name + ' ' if name else ''}must be {wanted}, got {value!r}")

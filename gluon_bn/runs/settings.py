@@ -10,11 +10,15 @@ import numpy as np
 from ..chapter.data import ArrayLoader, load_data_fashion_mnist
 from ..reliability.errors import UsageError, require_positive
 
-__all__ = ["QUICK_ENV", "RunConfig", "Settings", "TrainConfig"]
+__all__ = ["QUICK_ENV", "SEED_MAX", "THREADS_MAX", "RunConfig", "Settings", "TrainConfig"]
 
 #: Set to 1 to run every command (and the notebooks) on its quick preset: a small real subset.
 QUICK_ENV = "GLUON_BN_QUICK"
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+#: NumPy's and MXNet's seeds are unsigned 32-bit integers.
+SEED_MAX = 2**32 - 1
+#: More operator threads than this is a typo, not a setting (MXNet would start them all).
+THREADS_MAX = 1024
 
 
 class Settings:
@@ -63,6 +67,17 @@ class RunConfig(Settings):
         """Raise UsageError naming the first setting that cannot work (``prepare`` then checks the context)."""
         for name in self.POSITIVE:
             require_positive(name.replace('_', '-'), getattr(self, name), UsageError, integer=True)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= SEED_MAX:
+            raise UsageError(f"seed must be an integer from 0 to {SEED_MAX} (NumPy's and MXNet's seeds are "
+                             f"32-bit), got {self.seed!r}")
+        if not str(self.out).strip():
+            raise UsageError("out is empty: give a folder for the record, report and plots, e.g. --out results")
+        if self.data_dir is not None and not str(self.data_dir).strip():
+            raise UsageError("data-dir is empty: give the folder with the four Fashion-MNIST .gz files, "
+                             "or leave --data-dir out to search for them")
+        if self.threads is not None and self.threads > THREADS_MAX:
+            raise UsageError(f"threads must be at most {THREADS_MAX}, got {self.threads}; "
+                             f"this machine has {os.cpu_count()} logical CPUs")
         if not 0 < self.lr <= FLOAT32_MAX:
             raise UsageError(f"lr must be positive and at most {FLOAT32_MAX:.3g} (MXNet passes it to "
                              f"its optimizer as float32), got {self.lr!r}")
