@@ -42,42 +42,39 @@ def test_checkpoint_round_trip_restores_weights_stats_and_momentum(tmp_path):
     np.testing.assert_array_equal(net[1].moving_var.asnumpy(), other[1].moving_var.asnumpy())
 
 
-def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+def _second_save_fails(tmp_path, monkeypatch, save, match: str) -> Checkpointer:
+    """One checkpoint saved, then a second whose ``nd.save`` is ``save``: it must raise OSError matching
+    ``match`` and leave the first the newest and only one."""
     net, trainer = _momentum_setup(mx.cpu())
     net(nd.zeros((2, 1, 28, 28)))
     ckpt = Checkpointer(tmp_path)
     ckpt.save(net, trainer, {"epochs_done": 1})
-
-    def crash(*args, **kwargs):
-        raise OSError("disk full")
-    monkeypatch.setattr(nd, "save", crash)
-    with pytest.raises(OSError, match="disk full"):
+    monkeypatch.setattr(nd, "save", save)
+    with pytest.raises(OSError, match=match):
         ckpt.save(net, trainer, {"epochs_done": 2})
     monkeypatch.undo()
     assert ckpt.meta()["epochs_done"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt-000001", "latest.json"]
+    return ckpt
+
+
+def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+    ckpt = _second_save_fails(tmp_path, monkeypatch, crash, "disk full")
     ckpt.load(*_momentum_setup(mx.cpu()), mx.cpu())
 
 
 def test_a_file_mxnet_left_short_is_caught_not_checkpointed(tmp_path, monkeypatch):
     """MXNet does not check the close of what ``nd.save`` wrote, so a full disk can leave the file empty
     with no error: the save must notice, and the previous checkpoint stay the newest."""
-    net, trainer = _momentum_setup(mx.cpu())
-    net(nd.zeros((2, 1, 28, 28)))
-    ckpt = Checkpointer(tmp_path)
-    ckpt.save(net, trainer, {"epochs_done": 1})
     save = nd.save
 
     def short(path, arrays):
         save(path, arrays)
         if path.endswith("stats"):
             open(path, "wb").close()  # what a full disk leaves behind the unchecked close
-    monkeypatch.setattr(nd, "save", short)
-    with pytest.raises(OSError, match="written incompletely"):
-        ckpt.save(net, trainer, {"epochs_done": 2})
-    monkeypatch.undo()
-    assert ckpt.meta()["epochs_done"] == 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt-000001", "latest.json"]
+    _second_save_fails(tmp_path, monkeypatch, short, "written incompletely")
 
 
 _MISSING = object()

@@ -24,25 +24,36 @@ from mxnet import gluon, nd
 from ..comparison.bnstate import bn_layers, layer_stat_copies, set_layer_stat_copies
 from ..parallel.devices import Contexts, as_list
 from . import faults
-from .files import NEARLY_FULL, atomic_write_json, disk_full, free_bytes
+from .files import atomic_write_json, free_bytes, naming_full_disk
 
 __all__ = ["Checkpointer"]
 
 _LATEST = "latest.json"
 
 
+#: Less free space than this after an incomplete ``nd.save`` counts as a full filesystem.
+_NEARLY_FULL = 64 * 1024
+
+
 def _save(path: Path, arrays: dict) -> None:
-    """``nd.save``, made sure of: MXNet does not check the close of the file, so a full disk can leave
-    it empty without an error; it is synced and read back, and an incomplete file raises OSError."""
-    nd.save(str(path), arrays)
-    with open(path, "rb") as saved:
-        os.fsync(saved.fileno())
+    """``nd.save``, made sure of. MXNet says only "FileStream.Write incomplete" when a write fails, and
+    does not check the file's close, so a full disk can leave the file empty with no error at all: the
+    file is synced and read back, and an incomplete one raises OSError (ENOSPC when the disk is full)."""
     try:
-        whole = not arrays or len(_load_dict(path)) == len(arrays)
-    except mx.base.MXNetError:
+        nd.save(str(path), arrays)
+    except mx.base.MXNetError as exc:
+        if "Write incomplete" not in str(exc):
+            raise
         whole = False
+    else:
+        with open(path, "rb") as saved:
+            os.fsync(saved.fileno())
+        try:
+            whole = not arrays or len(_load_dict(path)) == len(arrays)
+        except mx.base.MXNetError:
+            whole = False
     if not whole:
-        full = free_bytes(path) < NEARLY_FULL
+        full = free_bytes(path) < _NEARLY_FULL
         raise OSError(errno.ENOSPC if full else errno.EIO, "written incompletely", str(path))
 
 
@@ -68,31 +79,30 @@ class Checkpointer:
         return json.loads((self.directory / _LATEST).read_text())
 
     def save(self, net: gluon.Block, trainer: gluon.Trainer, state: dict) -> Path:
-        """Write a new checkpoint of ``net`` and ``trainer`` with ``state`` (JSON-able)."""
+        """Write a new checkpoint of ``net`` and ``trainer`` with ``state`` (JSON-able).
+
+        On a full filesystem raise ``DiskFull`` naming the checkpoint; the previous one stays the newest.
+        """
         number = (self.meta() or {}).get("number", 0) + 1
-        try:
+        final = self.directory / f"ckpt-{number:06d}"
+        with naming_full_disk(self.directory):
             self.directory.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=".ckpt-", dir=self.directory))
-        except OSError as exc:
-            raise disk_full(self.directory, exc) or exc
         try:
-            _save(tmp / "params", _parameters(net))
-            faults.reached("checkpoint", model=self.directory.name, number=number)
-            stats = {f"{i}:{j}:{name}": nd.array(value, dtype="float64")
-                     for i, layer in enumerate(bn_layers(net))
-                     for j, copy in enumerate(layer_stat_copies(layer))
-                     for name, value in zip(("mean", "var"), copy)}
-            _save(tmp / "stats", stats)
-            arrays, counters = _read_trainer(net, trainer)
-            _save(tmp / "optimizer", arrays)
-            final = self.directory / f"ckpt-{number:06d}"
-            shutil.rmtree(final, ignore_errors=True)
-            os.rename(tmp, final)
-        except BaseException as exc:
-            full = disk_full(self.directory / f"ckpt-{number:06d}", exc)  # asked before the partial files go
+            with naming_full_disk(final):
+                _save(tmp / "params", _parameters(net))
+                faults.reached("checkpoint", model=self.directory.name, number=number)
+                stats = {f"{i}:{j}:{name}": nd.array(value, dtype="float64")
+                         for i, layer in enumerate(bn_layers(net))
+                         for j, copy in enumerate(layer_stat_copies(layer))
+                         for name, value in zip(("mean", "var"), copy)}
+                _save(tmp / "stats", stats)
+                arrays, counters = _read_trainer(net, trainer)
+                _save(tmp / "optimizer", arrays)
+                shutil.rmtree(final, ignore_errors=True)
+                os.rename(tmp, final)
+        except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
-            if full:
-                raise full from None
             raise
         try:
             atomic_write_json(self.directory / _LATEST, {**state, "number": number, "folder": final.name,

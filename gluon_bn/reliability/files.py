@@ -1,19 +1,19 @@
 """Atomic file writes: a reader sees the old file or the new one, never half of one."""
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 from . import faults
 from .errors import DiskFull
 
-#: Less free space than this after a failed write counts as a full filesystem.
-NEARLY_FULL = 64 * 1024
-
-__all__ = ["NEARLY_FULL", "atomic_write_bytes", "disk_full", "free_bytes", "atomic_write_json", "atomic_write_text", "check_writable_dir"]
+__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text", "check_writable_dir", "free_bytes",
+           "naming_full_disk"]
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -22,42 +22,37 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     On a full filesystem raise ``DiskFull`` naming ``path``; the old file stays as it was.
     """
     path = Path(path)
-    try:
+    with naming_full_disk(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise disk_full(path, exc) or exc
     try:
-        faults.reached("open", file=path.name)
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; results are meant to be shared
-        faults.reached("write", file=path.name)
-        os.replace(tmp, path)
-    except BaseException as exc:
+        with naming_full_disk(path):
+            faults.reached("open", file=path.name)
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.chmod(tmp, 0o644)  # mkstemp makes it private; results are meant to be shared
+            faults.reached("write", file=path.name)
+            os.replace(tmp, path)
+    except BaseException:
         os.unlink(tmp)
-        full = disk_full(path, exc)
-        if full:
-            raise full from None
         raise
     for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a writer that was killed
         stale.unlink(missing_ok=True)
     return path
 
 
-def disk_full(path: str | os.PathLike, exc: BaseException) -> DiskFull | None:
-    """``DiskFull`` naming ``path`` when ``exc`` is a write that failed on a full filesystem, else None.
-
-    Python's writes say ENOSPC (or EDQUOT); MXNet's ``nd.save`` says only "FileStream.Write incomplete",
-    so for it the filesystem is asked whether space is left (call this before freeing what it wrote).
-    """
-    if isinstance(exc, OSError):
-        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
-    else:
-        full = "Write incomplete" in str(exc) and free_bytes(path) < NEARLY_FULL
-    return DiskFull(path) if full else None
+@contextlib.contextmanager
+def naming_full_disk(path: str | os.PathLike) -> Iterator[None]:
+    """Turn a write that fails on a full filesystem (ENOSPC, or EDQUOT: the quota used up) into
+    ``DiskFull`` naming ``path``; any other error passes through."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFull(path) from None
+        raise
 
 
 def free_bytes(path: str | os.PathLike) -> int:
