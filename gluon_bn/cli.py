@@ -33,7 +33,8 @@ def _model_choices() -> dict[str, tuple[str, ...]]:
 
 
 def _positive(kind, most: int | None = None):
-    """An argparse type accepting only positive, finite values of ``kind`` (and at most ``most``)."""
+    """An argparse type accepting only positive, finite values of ``kind`` (and at most ``most``: for
+    --threads, checked here because the command restarts itself with them before any config is built)."""
     def parse(text: str):
         try:
             value = kind(text)
@@ -149,13 +150,13 @@ def _launch_parser(sub) -> None:
     la.add_argument("--servers", type=int, default=defaults.servers, help="parameter-server processes")
     la.add_argument("--hosts", default=None, help="file with one host per line: workers go round-robin, "
                                                   "the scheduler and servers on the first (started over --ssh)")
-    la.add_argument("--port", type=_positive(int, 65535), default=None, help="the scheduler's port (default: a free one)")
+    la.add_argument("--port", type=_positive(int), default=None, help="the scheduler's port (default: a free one)")
     la.add_argument("--ssh", default=defaults.ssh, help="how to run a command on a host (OpenSSH's ssh gets "
                                                          "BatchMode and keep-alives added)")
     la.add_argument("--interface", default=None, metavar="NAME",
                     help="with --hosts: every node binds to NAME's address on its host (default: the address "
                          "the hosts file gives)")
-    la.add_argument("--keepalive", type=_positive(float, 3600), default=defaults.keepalive, metavar="SECONDS",
+    la.add_argument("--keepalive", type=float, default=defaults.keepalive, metavar="SECONDS",
                     help="with --hosts: ssh keep-alive interval; a host unheard for 3 of them ends the job")
     la.add_argument("job", nargs=argparse.REMAINDER, metavar="-- COMMAND ARGS", help="the workers' gluon-bn command")
 
@@ -228,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     config = _config(args)
     try:
         if args.command == "launch":  # the workers' command is checked here, before any node starts
-            _config(build_parser().parse_args(config.validate().command)).resolved().validate()
+            _config(parser.parse_args(config.validate().command)).resolved().validate()
         result = COMMANDS[args.command].run(config)
     except GluonBNError as exc:
         print(f"gluon-bn: error: {exc}", file=sys.stderr)

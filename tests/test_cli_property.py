@@ -31,6 +31,7 @@ BAD = {
     "positive int": [*NUMBERS, "1.5", "99999999999999999999999"],
     "positive float": [*NUMBERS, "1e-400"],
     "int": [*NUMBERS, "1.5", "99999"],  # launch's --workers and --servers: from 1 to 1024
+    "float": [*NUMBERS, "1e-400", "5000"],  # launch's --keepalive: from 0.5 to 3600 seconds
     "seed": ["-5", "-1", "4294967296", "99999999999999999999", "1.5", "", "nan", "é"],
     "choice": ["", "nope", "é", "--", "BOTH"],
     "ctx": ["", "gpu:99", "cpu:-1", "tpu", "cpu:0,cpu:0", "cpu:0,gpu:0", "é", "cpu:", ",", "gpu"],

@@ -69,8 +69,10 @@ class LaunchConfig(Settings):
                                 if self.command else ""))
         if "--kvstore" not in self.command:
             raise UsageError("the workers' command needs --kvstore dist_sync, or each would train alone")
-        if not 0.5 <= self.keepalive <= 3600:
+        if not 0.5 <= self.keepalive <= 3600:  # NaN too
             raise UsageError(f"--keepalive must be from 0.5 to 3600 seconds, got {self.keepalive!r}")
+        if self.port is not None and not 1 <= self.port <= 65535:
+            raise UsageError(f"--port must be from 1 to 65535, got {self.port}")
         try:
             ssh = shlex.split(self.ssh)
         except ValueError as exc:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO
 
 from ..reliability.errors import UsageError
+from .tether import MISSED_BEATS
 
 __all__ = ["Host", "Heartbeat", "check_hosts", "read_hosts", "remote_argv"]
 
@@ -28,8 +29,6 @@ _HOST = re.compile(r"^[A-Za-z0-9._@-]+$")
 HANDED_ON = ("DMLC_", "PS_", "OMP_", "MXNET_", "PYTHONUNBUFFERED", "GLUON_BN_")
 #: Run on each remote host by path (it imports nothing of gluon-bn), so it starts in milliseconds.
 TETHER = Path(__file__).resolve().parent / "tether.py"
-#: ssh keep-alives unanswered before ssh gives up on a host.
-KEEPALIVE_COUNT = 3
 
 
 @dataclass(frozen=True)
@@ -73,12 +72,13 @@ def read_hosts(path: str) -> list[Host]:
 
 
 def ssh_argv(ssh: str, keepalive: float) -> list[str]:
-    """``ssh`` as argv; when it is OpenSSH, with keep-alives every ``keepalive`` s and no password prompt
-    (options you give in ``ssh`` come first, and ssh keeps the first value of each)."""
+    """``ssh`` as argv; when it is OpenSSH, with keep-alives every ``keepalive`` s, given up after as many
+    unanswered ones as a tether waits for, and no password prompt (options you give in ``ssh`` come
+    first, and ssh keeps the first value of each)."""
     argv = shlex.split(ssh)
     if Path(argv[0]).name == "ssh":
         argv += ["-o", "BatchMode=yes", "-o", f"ServerAliveInterval={keepalive:g}",
-                 "-o", f"ServerAliveCountMax={KEEPALIVE_COUNT}", "-o", f"ConnectTimeout={max(5, 2 * keepalive):g}"]
+                 "-o", f"ServerAliveCountMax={MISSED_BEATS}", "-o", f"ConnectTimeout={max(5, 2 * keepalive):g}"]
     return argv
 
 
