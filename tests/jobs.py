@@ -2,6 +2,8 @@
 import json
 import os
 import re
+import subprocess
+import threading
 
 from gluon_bn.reliability import faults
 from gluon_bn.runtime import threads
@@ -33,3 +35,20 @@ def alive(pid):
         return False
     with open(f"/proc/{pid}/stat") as stat:  # a zombie is not running
         return stat.read().split()[2] != "Z"
+
+
+def launch_until(argv, until: str, env, timeout: float = 120):
+    """A running launcher, and its output up to the first line that starts with ``until``; one that
+    does not get there within ``timeout`` seconds is killed, and the test fails with what it said."""
+    launcher = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    watchdog = threading.Timer(timeout, launcher.kill)
+    watchdog.start()
+    lines = []
+    try:
+        for line in launcher.stdout:
+            lines.append(line)
+            if line.startswith(until):
+                return launcher, lines
+    finally:
+        watchdog.cancel()
+    raise AssertionError(f"the job ended before {until!r}:\n" + "".join(lines)[-3000:])

@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from jobs import alive, history, job_env, pids
+from jobs import alive, history, job_env, launch_until, pids
 
 from gluon_bn.runtime import threads
 
@@ -81,14 +81,7 @@ def test_a_worker_killed_mid_epoch_stops_the_job_and_resume_continues(uninterrup
 
 def _launch_until(out, start: str):
     """A running job of the Gluon LeNet, and its output up to the first line that starts with ``start``."""
-    launcher = subprocess.Popen(_launch(out, "--model", "gluon"), stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, env=job_env())
-    lines = []
-    for line in launcher.stdout:
-        lines.append(line)
-        if line.startswith(start):
-            break
-    return launcher, lines
+    return launch_until(_launch(out, "--model", "gluon"), start, job_env())
 
 
 def test_the_server_killed_stops_the_job_within_seconds_and_resume_continues(uninterrupted, tmp_path):

@@ -10,11 +10,10 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
-from jobs import alive, history, job_env, pids
+from jobs import alive, history, job_env, launch_until, pids
 from netns_hosts import TestHosts, skip_or_fail, why_not
 
 from gluon_bn.runtime import threads
@@ -52,24 +51,14 @@ def _run(argv, fault=None):
 
 @pytest.fixture
 def start():
-    """``start(argv, until)``: a running launcher, and its output up to the first line that starts with
-    ``until``; a launcher that does not get there within 120 s, or outlives its test, is killed."""
+    """``start(argv, until)``: ``jobs.launch_until`` with this module's environment; a launcher that
+    outlives its test is killed."""
     launchers = []
 
     def run(argv, until: str):
-        launcher = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env())
+        launcher, lines = launch_until(argv, until, _env())
         launchers.append(launcher)
-        watchdog = threading.Timer(120, launcher.kill)
-        watchdog.start()
-        lines = []
-        try:
-            for line in launcher.stdout:
-                lines.append(line)
-                if line.startswith(until):
-                    return launcher, lines
-        finally:
-            watchdog.cancel()
-        raise AssertionError(f"the job ended before {until!r}:\n" + "".join(lines)[-3000:])
+        return launcher, lines
 
     yield run
     for launcher in launchers:
