@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Set up everything gluon-bn needs, idempotently: a virtual environment in .venv (Python 3.10 to 3.13)
-# with the pinned packages, and real Fashion-MNIST from the Debian/Ubuntu package.
+# with exactly the versions of requirements.lock, and real Fashion-MNIST from the Debian/Ubuntu package.
 #   PYTHON=python3.12 ./scripts/setup.sh     # that Python, or stop; without PYTHON: the first supported one found
 #   VENV=.venv-3.12 ./scripts/setup.sh       # another folder for the environment
+#   NEWEST=1 ./scripts/setup.sh              # the newest versions pyproject.toml's ranges allow, not the lock
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=${VENV:-.venv}
 DATA_DIR=/usr/share/datasets/fashion-mnist
 PREFERRED="3.11 3.12 3.13 3.10"  # supported, in the order tried when PYTHON is not set
-UV_VERSION=0.13.9                # installs the pins with pyproject.toml's [tool.uv] overrides
+UV_VERSION=0.13.9                # installs requirements.lock exactly (uv pip sync)
 
 version_of() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null; }
 supported() { case " $PREFERRED " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
@@ -34,8 +35,9 @@ find_python() {
     fi
     version=$(version_of "$found")
     if ! supported "$version"; then
-      echo "setup: PYTHON=$PYTHON is Python $version; gluon-bn runs on 3.10 to 3.13 (MXNet 1.9.1's" \
-           "last release has no support for others)" >&2; return 1
+      echo "setup: PYTHON=$PYTHON is Python $version; gluon-bn runs on 3.10 to 3.13 (MXNet 1.9.1, the" \
+           "last release, has no wheels for others, and 3.14 is untested); install Python 3.13 (e.g." \
+           "uv python install 3.13, or pyenv install 3.13) and run PYTHON=python3.13 $0" >&2; return 1
     fi
     echo "$found"; return 0
   fi
@@ -47,7 +49,7 @@ find_python() {
   return 1
 }
 
-# 1. Python packages, reinstalled only when pyproject.toml or the Python changed.
+# 1. Python packages, reinstalled only when the lock, pyproject.toml, the import hook or the Python changed.
 python=$(find_python)
 want_version=$(version_of "$python")
 if [ -x "$VENV/bin/python" ]; then
@@ -62,10 +64,16 @@ else
   "$python" -m venv "$VENV"
 fi
 stamp="$VENV/.gluon-bn-installed"
-want="$(sha256sum pyproject.toml | cut -d' ' -f1) $(version_of "$VENV/bin/python")"
+want="$(cat pyproject.toml requirements.lock gluon_bn/runtime/mxnet_hook.py gluon_bn/runtime/*.pth | sha256sum | cut -d' ' -f1)"
+want="$want $(version_of "$VENV/bin/python") newest=${NEWEST:-0}"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   "$VENV/bin/python" -m pip install --quiet --upgrade pip "uv==$UV_VERSION"
-  "$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" -e '.[test]'
+  if [ "${NEWEST:-0}" = 1 ]; then
+    "$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" --upgrade --resolution highest -e '.[mxnet,test]'
+  else
+    "$VENV/bin/uv" pip sync --quiet --python "$VENV/bin/python" requirements.lock
+    "$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" --no-deps -e .
+  fi
   # Optional: PyTorch's CPU build, for the PyTorch row of `gluon-bn bench` and its test. Only a
   # CPU wheel at hand (PyTorch's CPU index or a local wheel folder) is taken, never a CUDA build.
   if ! "$VENV/bin/python" -m pip install --quiet --only-binary :all: 'torch==2.13.0+cpu' >/dev/null 2>&1; then

@@ -1,4 +1,4 @@
-"""Pins per Python, environment.yml in step, the overrides, setup.sh's choice of Python, and a wheel with every module."""
+"""Ranges in pyproject.toml, the one lock that satisfies them, setup.sh's choice of Python, and a wheel with every module."""
 import os
 import re
 import shutil
@@ -10,45 +10,70 @@ from pathlib import Path
 import pytest
 import tomllib
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from readme_blocks import ON_A_REAL_SUBSET, REPORT_PIECES, fenced_block
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 PYTHONS = ("3.10", "3.11", "3.12", "3.13")
 
 
-def _pins(requirements, python: str) -> dict[str, str]:
-    """Exact pins that apply on ``python``: every requirement is ``name==version``, maybe with a marker."""
+def _locked(python: str) -> dict[str, str]:
+    """requirements.lock's exact version of every package on ``python`` (markers evaluated)."""
     pins = {}
-    for text in requirements:
-        req = Requirement(text)
-        if req.marker and not req.marker.evaluate({"python_version": python}):
+    for line in (ROOT / "requirements.lock").read_text().splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        req = Requirement(line)
+        if req.marker and not req.marker.evaluate({"python_version": python, "python_full_version": f"{python}.0"}):
             continue
         (spec,) = req.specifier
-        assert spec.operator == "==" or req.name == "setuptools", f"not an exact pin: {text!r}"
-        pins[req.name.lower()] = spec.version
+        assert spec.operator == "==", f"not an exact pin: {line!r}"
+        pins[canonicalize_name(req.name)] = spec.version
     return pins
 
 
-def test_environment_yml_matches_pyproject_for_its_python():
+def _ranges(python: str) -> list[Requirement]:
+    """What gluon-bn asks for on ``python``: its dependencies, the CPU build of MXNet and the test tools."""
     project = PYPROJECT["project"]
-    wanted = _pins(project["dependencies"] + project["optional-dependencies"]["test"], "3.11")
-    text = (ROOT / "environment.yml").read_text()
-    assert re.search(r"^\s+- python=3\.11$", text, re.M)
-    env_lines = re.findall(r"^\s+- ([A-Za-z0-9_.-]+==\S+)$", text, re.M)
-    assert _pins(env_lines, "3.11") == wanted
-    assert re.search(r"^\s+- -e \.$", text, re.M)
+    texts = project["dependencies"] + project["optional-dependencies"]["mxnet"] + project[
+        "optional-dependencies"]["test"]
+    return [r for r in map(Requirement, texts) if not r.marker or r.marker.evaluate({"python_version": python})]
+
+
+@pytest.mark.parametrize("python", PYTHONS)
+def test_the_lock_satisfies_every_range_on_every_python(python):
+    locked = _locked(python)
+    for req in _ranges(python):
+        assert canonicalize_name(req.name) in locked, f"{req.name} is not in requirements.lock for {python}"
+        assert req.specifier.contains(locked[canonicalize_name(req.name)], prereleases=True), (python, str(req))
+
+
+def test_the_ranges_are_ranges_and_mxnet_is_not_a_requirement():
+    """Installed into someone's environment, gluon-bn forces no exact version on it, and a CUDA build of MXNet
+    (mxnet-cu1xx) satisfies it as well as the CPU build."""
+    project = PYPROJECT["project"]
+    for text in project["dependencies"] + project["optional-dependencies"]["test"]:
+        assert not any(spec.operator == "==" for spec in Requirement(text).specifier), text
+    assert "mxnet" not in {Requirement(t).name for t in project["dependencies"]}
+    assert project["optional-dependencies"]["mxnet"] == ["mxnet==1.9.1"]
 
 
 @pytest.mark.parametrize("python, numpy", [("3.10", "1.23.5"), ("3.11", "1.23.5"), ("3.12", "1.26.4"),
                                            ("3.13", "2.5.5")])
 def test_each_python_gets_the_numpy_that_has_wheels_for_it(python, numpy):
-    project = PYPROJECT["project"]
-    pins = _pins(project["dependencies"], python)
-    assert pins["mxnet"] == "1.9.1" and pins["d2l"] == "1.0.3" and pins["numpy"] == numpy
-    assert ("setuptools" in pins) == (python >= "3.12")  # MXNet imports distutils
-    overrides = _pins(PYPROJECT["tool"]["uv"]["override-dependencies"], python)
-    assert {k: v for k, v in pins.items() if k in overrides} == {k: overrides[k] for k in pins if k in overrides}
-    assert {"numpy", "matplotlib", "pandas", "scipy"} <= set(overrides)  # d2l's and MXNet's stale pins, replaced
+    locked = _locked(python)
+    assert locked["mxnet"] == "1.9.1" and locked["d2l"] == "1.0.3" and locked["numpy"] == numpy
+    assert ("setuptools" in {canonicalize_name(r.name) for r in _ranges(python)}) == (python >= "3.12")
+    overrides = {canonicalize_name(Requirement(t).name) for t in PYPROJECT["tool"]["uv"]["override-dependencies"]}
+    assert {"numpy", "matplotlib", "pandas", "scipy", "graphviz"} <= overrides  # d2l's and MXNet's stale pins
+
+
+def test_setup_ci_and_conda_read_the_one_lock():
+    assert re.search(r"^\s+- -r requirements\.lock$", (ROOT / "environment.yml").read_text(), re.M)
+    assert "uv\" pip sync --quiet --python \"$VENV/bin/python\" requirements.lock" in (
+        ROOT / "scripts/setup.sh").read_text()
+    assert '"requirements.lock"' in (ROOT / "scripts/noxfile.py").read_text()  # the wheel leg installs it with pip
 
 
 def test_the_supported_pythons_are_the_same_everywhere():
@@ -73,8 +98,8 @@ def _fake_python(tmp_path, version: str) -> str:
 def test_setup_refuses_a_python_it_does_not_support_in_one_line(tmp_path):
     done = _setup(tmp_path, _fake_python(tmp_path, "3.9"))
     assert done.returncode == 1 and not (tmp_path / "venv").exists()
-    assert done.stderr.strip().endswith("is Python 3.9; gluon-bn runs on 3.10 to 3.13 (MXNet 1.9.1's last release "
-                                        "has no support for others)")
+    assert "is Python 3.9; gluon-bn runs on 3.10 to 3.13 (MXNet 1.9.1, the last release, has no wheels for " \
+           "others, and 3.14 is untested); install Python 3.13" in done.stderr.strip().splitlines()[-1]
     done = _setup(tmp_path, str(tmp_path / "no-such-python"))
     assert done.returncode == 1 and "does not run; point it at a Python 3.10 to 3.13" in done.stderr
 
@@ -119,9 +144,12 @@ def test_the_wheel_holds_every_module_of_the_package(tmp_path):
                            str(source_copy)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     (wheel,) = tmp_path.glob("gluon_bn-*.whl")
-    packaged = {n for n in zipfile.ZipFile(wheel).namelist() if n.startswith("gluon_bn/") and n.endswith(".py")}
+    names = zipfile.ZipFile(wheel).namelist()
+    packaged = {n for n in names if n.startswith("gluon_bn/") and n.endswith(".py")}
     source = {p.relative_to(ROOT).as_posix() for p in (ROOT / "gluon_bn").rglob("*.py")}
-    assert len(source) > 30 and packaged == source
+    hook = "gluon_bn/runtime/mxnet_hook.py"  # at the top instead, where the start-up file can import it
+    assert len(source) > 30 and packaged == source - {hook}
+    assert {"_gluon_bn_mxnet_hook.py", "gluon_bn_mxnet_hook.pth"} <= set(names)
 
 
 def test_every_path_the_readme_names_exists():
@@ -135,19 +163,11 @@ def test_every_path_the_readme_names_exists():
     assert sorted(p for p in named if not (ROOT / p).exists()) == []
 
 
-def test_the_readme_using_the_pieces_code_runs_unchanged(real_data_dir, monkeypatch):
-    """The README's code block, as written, on a real subset (the loader is given num_train/num_test here)."""
-    import functools
-
-    import gluon_bn
-
-    text = (ROOT / "README.md").read_text()
-    section = text[text.index("## Using the pieces"):]
-    start = section.index("```python\n") + len("```python\n")
-    code = section[start:section.index("\n```", start)]
-    monkeypatch.setattr(gluon_bn, "load_data_fashion_mnist",
-                        functools.partial(gluon_bn.load_data_fashion_mnist, num_train=1024, num_test=512))
-    namespace: dict = {}
-    exec(compile(code, "README.md: Using the pieces", "exec"), namespace)
-    assert [e.epoch for e in namespace["history"]] == [1, 2, 3, 4, 5]
-    assert namespace["net"][1].gamma.data().shape == (1, 6, 1, 1)
+def test_the_readme_using_the_pieces_code_runs_unchanged_in_a_fresh_python_mxnet_first(real_data_dir):
+    """The README's code block, as written, in a new interpreter; only its loader is handed a real subset."""
+    block = fenced_block("Using the pieces", "python")
+    assert block.startswith("import mxnet")
+    done = subprocess.run([sys.executable, "-c", ON_A_REAL_SUBSET + block + REPORT_PIECES], capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "epochs [1, 2, 3, 4, 5] gamma (1, 6, 1, 1)" in done.stdout
