@@ -13,12 +13,10 @@ from tqdm import tqdm
 from ..comparison.bnstate import restore_stats, snapshot_stats
 from ..parallel.devices import Contexts, describe, forward_shards, split_batch
 from ..reliability.errors import Diverged, TrainingInterrupted
+from ..runtime.gpus import try_gpu
 
 __all__ = ["Callback", "Epoch", "OnEpochEnd", "evaluate_accuracy", "history_rows", "learned_parameters", "make_trainer",
            "train_ch5", "try_gpu"]
-
-#: d2l's: gpu(i) when that GPU exists, else cpu().
-try_gpu = d2l.try_gpu
 
 
 @dataclass(frozen=True)

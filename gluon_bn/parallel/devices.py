@@ -8,11 +8,10 @@ from __future__ import annotations
 from typing import Sequence, Union
 
 import mxnet as mx
-from d2l import mxnet as d2l
 from mxnet import gluon, nd
 
 from ..reliability.errors import UsageError
-from ..runtime import threads
+from ..runtime import gpus, threads
 
 __all__ = ["CONTEXTS", "Contexts", "as_list", "check_threads", "describe", "forward_shards", "parse_contexts",
            "resolve_context", "split_batch"]
@@ -88,7 +87,19 @@ def forward_shards(net: gluon.Block, shards: Sequence[nd.NDArray]) -> list[nd.ND
 
 def resolve_context(name: str) -> Contexts:
     """'cpu', 'gpu' (must exist) or 'auto' (a GPU when MXNet sees one) to an MXNet context;
-    a list such as 'cpu:0,cpu:1' to a list of contexts (data parallel; one entry: that context)."""
+    a list such as 'cpu:0,cpu:1' to a list of contexts (data parallel; one entry: that context).
+
+    Every GPU is checked first: one MXNet 1.9.1 cannot run on is a ``UsageError``, never a CPU instead."""
+    if name == "auto":
+        return gpus.try_gpu()
+    contexts = _named_contexts(name)
+    for ctx in as_list(contexts):
+        gpus.check_gpu(ctx)
+    return contexts
+
+
+def _named_contexts(name: str) -> Contexts:
+    """The context(s) ``name`` names ('cpu', 'gpu' or a list), as MXNet sees them; GPUs not yet checked."""
     if name == "cpu":
         return mx.cpu()
     if name == "gpu":
@@ -96,8 +107,6 @@ def resolve_context(name: str) -> Contexts:
             raise UsageError("--ctx gpu: MXNet sees no GPU (this mxnet build or machine has none); "
                              "install a CUDA build such as mxnet-cu112 on a GPU machine, or use --ctx cpu")
         return mx.gpu(0)
-    if name == "auto":
-        return d2l.try_gpu()
     if ":" not in name:
         raise UsageError(f"unknown context {name!r}: choose from {', '.join(CONTEXTS)}, "
                          "or list devices as kind:index, e.g. cpu:0,cpu:1")

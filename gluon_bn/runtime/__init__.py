@@ -1,1 +1,1 @@
-"""How MXNet is loaded and run here: NumPy names, CPU threads, compiled graphs. Nothing here imports the rest."""
+"""How MXNet is loaded and run here: NumPy names and the import hook, CPU threads, GPUs it can use, compiled graphs."""
