@@ -9,10 +9,7 @@ of MXNet that cannot find its CUDA 11 libraries fails with one sentence naming t
 ``GLUON_BN_NO_MXNET_HOOK=1`` keeps the start-up file from importing this module at all. ``import gluon_bn``
 installs the hook too, for the same sentence on a CUDA build. Standard library only.
 """
-from __future__ import annotations
-
 import os
-import re
 import sys
 
 __all__ = ["CUDA_LIBRARIES", "DISABLE", "MXNetUnavailable", "explain_load_failure", "install", "installed", "uninstall"]
@@ -42,6 +39,8 @@ class MXNetUnavailable(ImportError):
 
 def explain_load_failure(exc: BaseException) -> str | None:
     """One sentence for an MXNet load that failed on a missing CUDA library, or None for any other failure."""
+    import re  # here, not at start-up, where it would cost every Python milliseconds
+
     match = re.search(r"(lib[\w+-]+\.so(?:\.\d+)*)", str(exc))
     if not isinstance(exc, OSError) or match is None:
         return None
