@@ -80,6 +80,8 @@ def wheel(session: nox.Session) -> None:
     session.run(str(venv / "bin/gluon-bn"), *QUICK, "--out", str(out), external=True)
     session.run(str(venv / "bin/python"), "scripts/same_numbers.py", str(REFERENCE / "reproduce.json"),
                 str(out / "reproduce.json"), external=True)
+    session.run(str(venv / "bin/python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_mxnet_hook.py",
+                external=True)  # the start-up hook, installed from a wheel by plain pip
 
 
 @nox.session(venv_backend="none")
