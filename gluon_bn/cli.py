@@ -22,6 +22,7 @@ from .norms import NORMS  # noqa: E402
 from .parallel.devices import CONTEXTS  # noqa: E402
 from .parallel.distributed import KVSTORES  # noqa: E402
 from .reliability.errors import GluonBNError, require_positive  # noqa: E402
+from .reliability.out_lock import holding_out  # noqa: E402
 from .runs.settings import THREADS_MAX  # noqa: E402
 from .runtime import threads  # noqa: E402
 
@@ -198,6 +199,13 @@ def _config(args: argparse.Namespace):
     return cls(**{**{k: v for k, v in vars(args).items() if k in cls.field_names()}, **extra(args)})
 
 
+def _out_folder(parser: argparse.ArgumentParser, config) -> str:
+    """The folder the run holds: its --out; a launch's workers' --out (their command checked before any node starts)."""
+    if isinstance(config, LaunchConfig):
+        return _config(parser.parse_args(config.validate().command)).resolved().validate().out
+    return config.out
+
+
 def _listing() -> str:
     return "\n".join(f"{name:15s} {exercise.question}" for name, exercise in EXERCISES.items())
 
@@ -228,9 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     config = _config(args)
     try:
-        if args.command == "launch":  # the workers' command is checked here, before any node starts
-            _config(parser.parse_args(config.validate().command)).resolved().validate()
-        result = COMMANDS[args.command].run(config)
+        with holding_out(_out_folder(parser, config), ["gluon-bn", *(sys.argv[1:] if argv is None else argv)]):
+            result = COMMANDS[args.command].run(config)
     except GluonBNError as exc:
         print(f"gluon-bn: error: {exc}", file=sys.stderr)
         return exc.exit_code
