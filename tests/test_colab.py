@@ -1,9 +1,11 @@
-"""Colab's current runtime, emulated: the README's Colab block installs gluon-bn and changes nothing Colab has.
+"""Colab's current runtime, emulated: the Colab block installs gluon-bn and changes nothing Colab has.
 
 A Python 3.13 venv holds Colab's own versions of everything gluon-bn, MXNet, d2l, the notebooks and their kernel
 touch (``tests/colab/runtime.txt``, from googlecolab/backend-info's pip-freeze.txt). Into a fresh copy of this
-repository, the README's Colab block is run from a kernel that was already running, as a Colab user runs it; then
-the notebooks run in that kernel with no restart. Colab itself cannot be reached from here.
+repository, the Colab block is run from a kernel that was already running, as a Colab user runs it; then the
+notebooks run in that kernel with no restart. Colab itself cannot be reached from here. The block, and the list of
+stale requirements ``pip check`` shows, are read where a reader finds them: in the README, or in the docs page the
+README links to for them.
 """
 import json
 import os
@@ -16,7 +18,8 @@ from types import SimpleNamespace
 
 import pytest
 from packaging.utils import canonicalize_name
-from readme_blocks import ON_A_REAL_SUBSET, REPORT_PIECES, README, fenced_block
+from readme_blocks import (ON_A_REAL_SUBSET, README, REPORT_PIECES, fenced_block, linked_page,
+                           readme_or_linked_block, section)
 from test_notebooks import MARKERS, NOTEBOOKS
 
 pytestmark = pytest.mark.colab
@@ -73,7 +76,7 @@ def runtime(tmp_path_factory, real_data_dir):
 
 def _first_cell(runtime) -> str:
     """What a Colab user puts first: NumPy is loaded in the kernel before anything is installed, then the block."""
-    lines = [line for line in fenced_block("Colab", "bash").splitlines() if line.strip()]
+    lines = [line for line in readme_or_linked_block("Colab", "bash").splitlines() if line.strip()]
     return "\n".join(["import numpy, matplotlib.pyplot", f"%cd {runtime.clone}", *(f"!{line}" for line in lines)])
 
 
@@ -98,9 +101,18 @@ def _in_runtime(runtime, code: str) -> subprocess.CompletedProcess:
                           cwd=runtime.base, timeout=900)
 
 
+def _read_here_or_linked(heading: str) -> str:
+    """The text under the heading naming ``heading``: in the README, or in the page the README links for it."""
+    try:
+        return section(heading, README)
+    except AssertionError:
+        return section(heading, linked_page(heading))
+
+
 def test_the_colab_block_is_one_shell_block_under_a_colab_heading():
-    lines = fenced_block("Colab", "bash").splitlines()
+    lines = readme_or_linked_block("Colab", "bash").splitlines()
     assert lines and all(not line.startswith(("!", "%", ">>>")) for line in lines)
+    assert _read_here_or_linked("Colab").count("```") == 2  # one fenced block, and nothing else fenced there
 
 
 def test_the_runtime_is_colabs(runtime):
@@ -135,9 +147,9 @@ def test_pip_check_names_nothing_of_gluon_bn_and_the_readme_lists_the_rest(runti
     done = subprocess.run([runtime.python, "-m", "pip", "check"], capture_output=True, text=True)
     lines = done.stdout.strip().splitlines()
     assert lines and not [line for line in lines if line.lower().startswith(("gluon-bn", "gluon_bn"))]
-    readme = README.read_text()
+    listed = _read_here_or_linked("pip check")  # the section a reader is sent to for it
     stale = [line for line in lines if line.startswith(("mxnet ", "d2l "))]
-    assert stale and [line for line in stale if line.split(",")[0].split(" has requirement ")[-1] not in readme] == []
+    assert stale and [line for line in stale if line.split(",")[0].split(" has requirement ")[-1] not in listed] == []
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[nb.name for nb in NOTEBOOKS])

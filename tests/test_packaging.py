@@ -152,14 +152,21 @@ def test_the_wheel_holds_every_module_of_the_package(tmp_path):
     assert {"_gluon_bn_mxnet_hook.py", "gluon_bn_mxnet_hook.pth"} <= set(names)
 
 
-def test_every_path_the_readme_names_exists():
-    text = (ROOT / "README.md").read_text()
-    named = set(re.findall(r"`((?:gluon_bn|notebooks|benchmarks|tests|scripts|\.ci)/[^` ]*)`", text))
-    named |= set(re.findall(r"\]\(((?:gluon_bn|notebooks|benchmarks|tests|scripts)/[^)]*)\)", text))
-    # table rows that name siblings: | `gluon_bn/reliability/record.py`, `files.py` |
-    siblings = re.findall(r"^\| `(gluon_bn/(?:commands/)?)[a-z_]+\.py`((?:, `[a-z_]+\.py`)+) \|", text, re.M)
-    named |= {folder + name for folder, rest in siblings for name in re.findall(r"`([a-z_]+\.py)`", rest)}
-    assert len(named) > 20
+def test_every_path_the_readme_and_the_docs_name_exists():
+    """Paths are named from the repository's root in the README and in every docs page; links from the file's
+    own folder (a docs page links ``../notebooks/...``)."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    assert len(pages) > 10
+    named = set()
+    for page in pages:
+        text = page.read_text()
+        named |= set(re.findall(r"`((?:gluon_bn|notebooks|benchmarks|tests|scripts|docs|\.ci)/[^` ]*)`", text))
+        linked = re.findall(r"\]\(((?:\.\./)*(?:gluon_bn|notebooks|benchmarks|tests|scripts|docs)/[^)#]*)", text)
+        named |= {(page.parent / link).resolve().relative_to(ROOT).as_posix() for link in linked}
+        # table rows that name siblings: | `gluon_bn/reliability/record.py`, `files.py` |
+        siblings = re.findall(r"^\| `(gluon_bn/(?:commands/)?)[a-z_]+\.py`((?:, `[a-z_]+\.py`)+) \|", text, re.M)
+        named |= {folder + name for folder, rest in siblings for name in re.findall(r"`([a-z_]+\.py)`", rest)}
+    assert len(named) > 40
     assert sorted(p for p in named if not (ROOT / p).exists()) == []
 
 
