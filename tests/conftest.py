@@ -9,12 +9,26 @@ import threading
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from gluon_bn.chapter import fashion_mnist
 from gluon_bn.reliability import faults
 from gluon_bn.reliability.errors import DataError
 
 DEAD_URL = "http://127.0.0.1:9/"  # the discard port: connections are refused at once
+
+# Hypothesis: CI tries many examples; a local run fewer, unless HYPOTHESIS_PROFILE=ci.
+settings.register_profile("ci", max_examples=400, deadline=None)
+settings.register_profile("dev", max_examples=50, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+
+def pytest_collection_modifyitems(items):
+    """Tests that need root (``system``) or a whole emulated runtime (``colab``) are slow too: the fast tier,
+    ``-m "not slow"``, leaves them out."""
+    for item in items:
+        if item.get_closest_marker("system") or item.get_closest_marker("colab"):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

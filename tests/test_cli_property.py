@@ -146,7 +146,7 @@ def _with_hosts(command: str, option: str | None, argv: list[str], places: dict)
     return argv
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # examples: conftest's profile
 @given(data=st.data())
 def test_a_bad_value_is_one_line_and_exit_1_or_2_before_any_training(data, places, started):
     command, option, kind, _ = data.draw(st.sampled_from(OPTIONS), label="option")
@@ -159,7 +159,7 @@ def test_a_bad_value_is_one_line_and_exit_1_or_2_before_any_training(data, place
     assert err.strip().splitlines()[-1].startswith(("gluon-bn: error: ", f"gluon-bn {command}: error: ")), err
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # examples: conftest's profile
 @given(data=st.data())
 def test_any_value_ends_in_an_exit_status_or_training_never_a_traceback(data, places, started):
     command, option, kind, _ = data.draw(st.sampled_from(OPTIONS), label="option")

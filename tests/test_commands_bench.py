@@ -4,6 +4,7 @@ import json
 import pytest
 
 
+@pytest.mark.slow
 def test_bench_cli_quick_writes_record_report_and_targets(real_data_dir, tmp_path, gluon_bn_cli):
     out = tmp_path / "out"
     result = gluon_bn_cli("bench", "--quick", "--models", "gluon", "fast", "--ctx", "cpu", "--out", str(out),

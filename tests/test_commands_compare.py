@@ -1,6 +1,7 @@
 """``gluon-bn compare`` end to end on a real subset: its tables, report and record; exit 1 when an agreement fails."""
 from dataclasses import replace
 
+import pytest
 from wrong_layers import wrong_layer
 
 from gluon_bn import cli, norms
@@ -10,6 +11,7 @@ COMPARE_QUICK = ["--epochs", "1", "--num-train", "1024", "--num-test", "512", "-
                  "--ctx", "cpu"]
 
 
+@pytest.mark.slow
 def test_compare_prints_tables_and_writes_report(tmp_path, real_data_dir, gluon_bn_cli):
     result = gluon_bn_cli("compare", *COMPARE_QUICK, "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
@@ -40,6 +42,7 @@ def test_compare_exits_1_when_an_agreement_fails(tmp_path, real_data_dir, monkey
     assert "Agreements that did not hold" in (tmp_path / "compare.md").read_text()
 
 
+@pytest.mark.slow
 def test_compare_on_two_devices_measures_each_bn_kinds_statistics(tmp_path, real_data_dir, gluon_bn_cli):
     args = [a if a != "cpu" else "cpu:0,cpu:1" for a in COMPARE_QUICK]
     result = gluon_bn_cli("compare", *args, "--out", str(tmp_path))

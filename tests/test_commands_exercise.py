@@ -12,6 +12,7 @@ from gluon_bn.reliability.errors import Interrupted
 from gluon_bn.reliability.record import load_record
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(EXERCISES))
 def test_every_exercise_runs_quick_on_real_data(name, tmp_path, real_data_dir):
     result = run(ExerciseConfig(name=name, quick=True, ctx="cpu", out=str(tmp_path)), log=lambda s: None)
@@ -36,6 +37,7 @@ def test_learning_rate_sweep_reports_divergence_instead_of_crashing(tmp_path, re
     assert "diverges (NaN/inf loss) at 1e+38" in result["conclusion"]
 
 
+@pytest.mark.slow
 def test_cli_exercise_resume_keeps_finished_runs(tmp_path, real_data_dir, gluon_bn_cli):
     args = ["exercise", "no-bias", "--quick", "--ctx", "cpu", "--out", str(tmp_path)]
     first = gluon_bn_cli(*args)
@@ -46,6 +48,7 @@ def test_cli_exercise_resume_keeps_finished_runs(tmp_path, real_data_dir, gluon_
     assert a[0]["seeds"] == 2
 
 
+@pytest.mark.slow
 def test_resumed_precise_bn_keeps_every_epochs_measurement(tmp_path, real_data_dir, monkeypatch):
     """Extras measured after each epoch are saved with its checkpoint and come back on --resume."""
     def precise(out, **changes):

@@ -32,6 +32,7 @@ def _losses(out, model):
     return [e["loss"] for e in record["results"][model]["history"]], record
 
 
+@pytest.mark.slow
 def test_two_workers_train_the_no_bn_lenet_as_one_process_does(tmp_path, gluon_bn_cli):
     """The plumbing: each global batch holds the same examples, split across the workers, and the
     servers sum their gradients, so the losses are one process's to float rounding."""
@@ -65,6 +66,7 @@ def uninterrupted(tmp_path_factory):
     return history(out, "gluon")
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_epoch_stops_the_job_and_resume_continues(uninterrupted, tmp_path):
     started = time.monotonic()
     killed = _run(tmp_path, "--model", "gluon", fault="kill@batch:model=gluon,epoch=2,batch=2,rank=1")
@@ -84,6 +86,7 @@ def _launch_until(out, start: str):
     return launch_until(_launch(out, "--model", "gluon"), start, job_env())
 
 
+@pytest.mark.slow
 def test_the_server_killed_stops_the_job_within_seconds_and_resume_continues(uninterrupted, tmp_path):
     launcher, lines = _launch_until(tmp_path, "[worker 0] epoch 1,")
     server = int(re.search(r"server 0 started, pid (\d+)", "".join(lines)).group(1))
@@ -100,6 +103,7 @@ def test_the_server_killed_stops_the_job_within_seconds_and_resume_continues(uni
     assert history(tmp_path, "gluon") == uninterrupted
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_whole_job(tmp_path):
     launcher, lines = _launch_until(tmp_path, "[worker 0] training on")
     launcher.send_signal(signal.SIGINT)
@@ -135,6 +139,7 @@ def test_bad_launches_are_one_line_and_exit_2(args, message, tmp_path, gluon_bn_
     assert message in result.stderr
 
 
+@pytest.mark.slow
 def test_hosts_are_reached_through_ssh(tmp_path):
     """Two hosts, reached through a stand-in for ssh that runs the command here."""
     ssh = tmp_path / "ssh"

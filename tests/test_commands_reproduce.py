@@ -31,6 +31,7 @@ def quick_run(tmp_path_factory, real_data_dir, gluon_bn_cli):
     return result, out
 
 
+@pytest.mark.slow
 def test_reproduce_prints_the_chapters_lines(quick_run):
     result, _ = quick_run
     assert result.returncode == 0, result.stderr
@@ -45,6 +46,7 @@ def test_reproduce_prints_the_chapters_lines(quick_run):
     assert re.search(r"nn\.BatchNorm +2 +\d\.\d{4} .*\| +0\.3071 +0\.889 +0\.881", table)
 
 
+@pytest.mark.slow
 def test_reproduce_writes_record_and_plot(quick_run):
     result, out = quick_run
     record = load_record(out / "reproduce.json")
@@ -68,6 +70,7 @@ def test_reproduce_writes_record_and_plot(quick_run):
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
 
 
+@pytest.mark.slow
 def test_same_seed_repeats_its_numbers_on_cpu(quick_run, tmp_path, gluon_bn_cli):
     _, out = quick_run
     again = gluon_bn_cli("reproduce", *QUICK, "--ctx", "cpu", "--seed", "3", "--model", "scratch",
@@ -122,6 +125,7 @@ KILLS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault, resumed_from", KILLS.values(), ids=KILLS.keys())
 def test_sigkill_at_a_named_point_then_resume_gives_the_uninterrupted_numbers(fault, resumed_from, uninterrupted,
                                                                              tmp_path, gluon_bn_cli):
@@ -138,6 +142,7 @@ def test_sigkill_at_a_named_point_then_resume_gives_the_uninterrupted_numbers(fa
     assert _leftovers(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_ctrl_c_mid_epoch_saves_the_partial_sums_and_resume_gives_the_same_numbers(uninterrupted, tmp_path,
                                                                                   gluon_bn_cli):
     stopped = _run(gluon_bn_cli, tmp_path, fault="interrupt@batch:model=scratch,epoch=2,batch=3")
@@ -155,6 +160,7 @@ def test_ctrl_c_mid_epoch_saves_the_partial_sums_and_resume_gives_the_same_numbe
     assert _histories(tmp_path) == uninterrupted  # epoch 2's numbers add the saved sums to the rest
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model, devices", [("gluon", "cpu:0,cpu:1,cpu:2"), ("sync", "cpu:0,cpu:1")])
 def test_several_devices_killed_mid_epoch_then_resumed_give_the_uninterrupted_numbers(model, devices, tmp_path,
                                                                                        gluon_bn_cli):

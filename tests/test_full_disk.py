@@ -16,6 +16,7 @@ from gluon_bn.reliability import faults
 SETTINGS = ["--model", "both", "--num-train", "1024", "--num-test", "256", "--batch-size", "256",
             "--seed", "3", "--epochs", "2"]
 
+pytestmark = pytest.mark.system  # as root: namespaces, sshd or a tmpfs (conftest marks them slow too)
 
 
 @pytest.fixture

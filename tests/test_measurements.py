@@ -70,6 +70,7 @@ class Leaky(gluon.Block):
         return self.net(X)
 
 
+@pytest.mark.slow
 def test_memory_sampling_sees_a_leak_and_a_flat_run(real_data_dir):
     train_iter, test_iter = load_data_fashion_mnist(128, num_train=512, num_test=128, seed=0)
     growth = {}

@@ -18,6 +18,7 @@ def test_there_are_notebooks():
     assert {nb.name for nb in NOTEBOOKS} == set(MARKERS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[nb.name for nb in NOTEBOOKS])
 def test_notebook_runs_in_quick_mode(path, tmp_path, monkeypatch, real_data_dir):
     monkeypatch.setenv("GLUON_BN_QUICK", "1")

@@ -22,6 +22,8 @@ SETTINGS = ["--model", "gluon", "--kvstore", "dist_sync", "--num-train", "4096",
             "--batch-size", "256", "--seed", "5"]
 KEEPALIVE = "2"  # seconds: a cut is noticed after 3 unanswered keep-alives
 
+pytestmark = pytest.mark.system  # as root: needs namespaces, sshd or a tmpfs (conftest adds slow)
+
 
 @pytest.fixture(scope="module")
 def hosts(tmp_path_factory):

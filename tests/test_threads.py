@@ -139,6 +139,7 @@ def test_the_test_suite_runs_with_the_set_up_it_reports():
     assert threads.operator_threads() == int(os.environ[threads.ENV])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("given", [None, 1])
 def test_cli_threads_mean_operator_threads_and_the_record_says_so(given, tmp_path, gluon_bn_cli, real_data_dir):
     args = ["reproduce", "--model", "gluon", "--quick", "--ctx", "cpu", "--out", str(tmp_path)]
