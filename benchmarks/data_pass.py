@@ -4,6 +4,7 @@ Prints the time of a full pass over the 60,000 training examples in batches of 2
 made, nothing else), and of one training epoch of the nn.BatchNorm LeNet on a subset, scaled
 to the full set, both measured in this run. Usage: python benchmarks/data_pass.py
 """
+
 import time
 
 import gluon_bn  # isort: skip  first: it sets MXNet's CPU threads, which MXNet fixes when it loads

@@ -12,11 +12,11 @@ kernel instead of spinning) and the CPU time during the steps are read from ``/p
 
     .venv/bin/python benchmarks/openmp_team.py [--rounds 3] [--steps 60]
 """
+
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -82,12 +82,13 @@ SETUPS = {"gluon-bn": "keep", "Python thread at N": "undo"}
 
 
 def run_child(how: str, steps: int) -> dict:
-    done = subprocess.run([sys.executable, "-W", "ignore", "-c", CHILD, how, str(steps)], capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", CHILD, how, str(steps)], capture_output=True, text=True, timeout=600
+    )
     line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)
     if done.returncode or line is None:
         raise SystemExit(f"child failed (exit {done.returncode}): {done.stderr[-800:]}")
-    return json.loads(line[len("RESULT "):])
+    return json.loads(line[len("RESULT ") :])
 
 
 def main() -> None:
@@ -100,18 +101,31 @@ def main() -> None:
         for name, how in SETUPS.items():
             got = run_child(how, args.steps)
             runs[name].append(got)
-            print(f"round {round_}: {name:<19} Python thread {got['python_thread']}, operators {got['operator_threads']}: "
-                  + "; ".join(f"{when.replace('_', ' ')}: {got[when]['threads']} threads, "
-                              f"{got[when]['ms_per_step']:.1f} ms/step, {got[when]['switches_per_step']:.0f} switches/step"
-                              for when in ("before_copies", "after_copies")), flush=True)
-    print(f"\nmedians of {args.rounds} rounds, {args.steps} steps each (operator threads' voluntary context switches "
-          "and CPU time per step)")
-    print(f"| set-up | when | threads | ms per step | context switches per step | CPU ms per step |\n|---|---|---|---|---|---|")
+            print(
+                f"round {round_}: {name:<19} Python thread {got['python_thread']}, "
+                f"operators {got['operator_threads']}: "
+                + "; ".join(
+                    f"{when.replace('_', ' ')}: {got[when]['threads']} threads, "
+                    f"{got[when]['ms_per_step']:.1f} ms/step, {got[when]['switches_per_step']:.0f} switches/step"
+                    for when in ("before_copies", "after_copies")
+                ),
+                flush=True,
+            )
+    print(
+        f"\nmedians of {args.rounds} rounds, {args.steps} steps each (operator threads' voluntary context switches "
+        "and CPU time per step)"
+    )
+    print(
+        "| set-up | when | threads | ms per step | context switches per step | CPU ms per step |\n"
+        "|---|---|---|---|---|---|"
+    )
     for name, done in runs.items():
         for when in ("before_copies", "after_copies"):
             med = {k: statistics.median(r[when][k] for r in done) for k in done[0][when]}
-            print(f"| {name} | {when.replace('_', ' ')} | {med['threads']:.0f} | {med['ms_per_step']:.1f} | "
-                  f"{med['switches_per_step']:.0f} | {med['cpu_ms_per_step']:.1f} |")
+            print(
+                f"| {name} | {when.replace('_', ' ')} | {med['threads']:.0f} | {med['ms_per_step']:.1f} | "
+                f"{med['switches_per_step']:.0f} | {med['cpu_ms_per_step']:.1f} |"
+            )
 
 
 if __name__ == "__main__":

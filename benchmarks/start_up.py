@@ -5,6 +5,7 @@ difference and the ratio, all from this one run; ``-X importtime`` then shows th
 
     .venv/bin/python benchmarks/start_up.py [--runs 200]
 """
+
 import argparse
 import os
 import re
@@ -24,8 +25,9 @@ def _once(env: dict) -> float:
 
 def _hook_import_us(env: dict) -> int:
     """Microseconds ``-X importtime`` gives the hook module's own import (0 if it was not imported)."""
-    done = subprocess.run([sys.executable, "-X", "importtime", "-c", "pass"], env=env, capture_output=True,
-                          text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "pass"], env=env, capture_output=True, text=True, check=True
+    )
     found = re.search(r"import time:\s+(\d+) \|\s+(\d+) \|\s+_gluon_bn_mxnet_hook$", done.stderr, re.M)
     return int(found.group(2)) if found else 0
 
@@ -43,11 +45,15 @@ def main() -> int:
         times["on"].append(_once(on))
         times["off"].append(_once(off))
     median = {name: statistics.median(values) * 1e3 for name, values in times.items()}
-    print(f"python -c pass, {runs} runs each, interleaved: hook on {median['on']:.2f} ms, hook off "
-          f"{median['off']:.2f} ms (medians); difference {median['on'] - median['off']:+.2f} ms, ratio "
-          f"{median['on'] / median['off']:.3f}")
-    print(f"-X importtime: _gluon_bn_mxnet_hook {_hook_import_us(on)} us cumulative with the hook on, "
-          f"{_hook_import_us(off)} us with it off")
+    print(
+        f"python -c pass, {runs} runs each, interleaved: hook on {median['on']:.2f} ms, hook off "
+        f"{median['off']:.2f} ms (medians); difference {median['on'] - median['off']:+.2f} ms, ratio "
+        f"{median['on'] / median['off']:.3f}"
+    )
+    print(
+        f"-X importtime: _gluon_bn_mxnet_hook {_hook_import_us(on)} us cumulative with the hook on, "
+        f"{_hook_import_us(off)} us with it off"
+    )
     return 0
 
 

@@ -6,6 +6,7 @@ it (``comparison``, ``parallel``, ``performance``, ``reliability``, ``reports``,
 ``runs``, ``runtime``), ``norms`` is the registry of normalizations, and each ``gluon-bn``
 command is one module of :mod:`gluon_bn.commands`, which the library never imports.
 """
+
 import os as _os
 import sys as _sys
 from importlib import metadata as _metadata
@@ -22,7 +23,8 @@ def _mxnet_missing(exc: ImportError) -> None:
     if isinstance(exc, ModuleNotFoundError) and exc.name == "mxnet":
         error = _mxnet_hook.MXNetUnavailable(
             "gluon-bn needs MXNet 1.9.1, which is not installed: pip install mxnet==1.9.1 (the CPU build; "
-            "or pip install 'gluon-bn[mxnet]'), or a CUDA 11 build such as mxnet-cu117==1.9.1 on a GPU machine")
+            "or pip install 'gluon-bn[mxnet]'), or a CUDA 11 build such as mxnet-cu117==1.9.1 on a GPU machine"
+        )
     command = _os.path.basename(_sys.argv[0]) == "gluon-bn" or _sys.orig_argv[1:3] == ["-m", "gluon_bn"]
     if command and isinstance(error, _mxnet_hook.MXNetUnavailable):
         _sys.exit(f"gluon-bn: error: {error}")
@@ -55,6 +57,20 @@ try:
 except _metadata.PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0+unknown"
 
-__all__ = ["BatchNorm", "DataError", "Epoch", "FastBatchNorm", "GluonBNError", "SyncBatchNorm", "UsageError", "batch_norm",
-           "check_layer", "evaluate_accuracy", "lenet", "load_data_fashion_mnist", "recompute_bn_stats", "train_ch5",
-           "try_gpu"]
+__all__ = [
+    "BatchNorm",
+    "DataError",
+    "Epoch",
+    "FastBatchNorm",
+    "GluonBNError",
+    "SyncBatchNorm",
+    "UsageError",
+    "batch_norm",
+    "check_layer",
+    "evaluate_accuracy",
+    "lenet",
+    "load_data_fashion_mnist",
+    "recompute_bn_stats",
+    "train_ch5",
+    "try_gpu",
+]

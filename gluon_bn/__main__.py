@@ -1,4 +1,5 @@
 """``python -m gluon_bn`` is the ``gluon-bn`` command."""
+
 import sys
 
 from .cli import main

@@ -4,6 +4,7 @@ The LeNets (``chapter.models.lenet``), the command line's choices, the compariso
 and the several-devices report all read ``NORMS``. Adding a norm is one ``register(Norm(...))``
 call plus its layer; ``tests/test_norms.py`` registers a toy one and reproduces with it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -71,15 +72,38 @@ def label(name: str) -> str:
     return NORMS[name].label if name in NORMS else name
 
 
-register(Norm("scratch", "from scratch", lambda c, num_dims: BatchNorm(c, num_dims=num_dims), devices="scratch",
-              mechanism="one set, re-copied to each shard's device in turn: momentum applies once per device, "
-                        "each update sees one shard, and the set ends on the last device"))
-register(Norm("gluon", "nn.BatchNorm", lambda c, num_dims, **options: nn.BatchNorm(in_channels=c, **options),
-              compiles=True, devices="gluon", options=("gluon_options",),
-              mechanism="one copy per device, each updated from its own shard; `save_parameters` writes their mean"))
+register(
+    Norm(
+        "scratch",
+        "from scratch",
+        lambda c, num_dims: BatchNorm(c, num_dims=num_dims),
+        devices="scratch",
+        mechanism="one set, re-copied to each shard's device in turn: momentum applies once per device, "
+        "each update sees one shard, and the set ends on the last device",
+    )
+)
+register(
+    Norm(
+        "gluon",
+        "nn.BatchNorm",
+        lambda c, num_dims, **options: nn.BatchNorm(in_channels=c, **options),
+        compiles=True,
+        devices="gluon",
+        options=("gluon_options",),
+        mechanism="one copy per device, each updated from its own shard; `save_parameters` writes their mean",
+    )
+)
 register(Norm("none", "no BN", None, compiles=True))
 register(Norm("fast", "FastBatchNorm", lambda c, num_dims: FastBatchNorm(c, num_dims=num_dims)))
-register(Norm("sync", "synchronized BN",
-              lambda c, num_dims, num_devices=1: SyncBatchNorm(c, num_dims=num_dims, num_devices=num_devices),
-              benched=False, sharded=True, devices="scratch", options=("num_devices",),
-              mechanism="one set, updated once per step with the whole batch's mean and variance"))
+register(
+    Norm(
+        "sync",
+        "synchronized BN",
+        lambda c, num_dims, num_devices=1: SyncBatchNorm(c, num_dims=num_dims, num_devices=num_devices),
+        benched=False,
+        sharded=True,
+        devices="scratch",
+        options=("num_devices",),
+        mechanism="one set, updated once per step with the whole batch's mean and variance",
+    )
+)

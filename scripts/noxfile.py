@@ -5,6 +5,7 @@ holding the default Python's numbers to the last digit. And Colab's runtime, emu
     .venv/bin/nox -f scripts/noxfile.py                 # all of them (CI runs this after the full suite)
     .venv/bin/nox -f scripts/noxfile.py -s "platform(version='3.13')"
 """
+
 import shutil
 from pathlib import Path
 
@@ -12,8 +13,15 @@ import nox
 
 ROOT = Path(__file__).resolve().parents[1]
 OTHERS = ("3.10", "3.12", "3.13")
-UNIT_TESTS = ("tests/test_layers.py", "tests/test_comparison.py", "tests/test_data.py", "tests/test_cli.py",
-              "tests/test_compat.py", "tests/test_mxnet_hook.py", "tests/test_gpus.py")
+UNIT_TESTS = (
+    "tests/test_layers.py",
+    "tests/test_comparison.py",
+    "tests/test_data.py",
+    "tests/test_cli.py",
+    "tests/test_compat.py",
+    "tests/test_mxnet_hook.py",
+    "tests/test_gpus.py",
+)
 NEWEST_PYTHON = "3.13"
 QUICK = ("reproduce", "--quick", "--ctx", "cpu")
 REFERENCE = ROOT / "results" / "platforms" / "default"
@@ -43,8 +51,13 @@ def _same_numbers_and_unit_tests(session: nox.Session, venv: Path, name: str) ->
     """The quick reproduce in ``venv``, compared digit for digit with the default's, then the unit tests."""
     out = ROOT / "results" / "platforms" / name
     session.run(str(venv / "bin/gluon-bn"), *QUICK, "--out", str(out), external=True)
-    session.run(str(venv / "bin/python"), "scripts/same_numbers.py", str(REFERENCE / "reproduce.json"),
-                str(out / "reproduce.json"), external=True)
+    session.run(
+        str(venv / "bin/python"),
+        "scripts/same_numbers.py",
+        str(REFERENCE / "reproduce.json"),
+        str(out / "reproduce.json"),
+        external=True,
+    )
     session.run(str(venv / "bin/python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", *UNIT_TESTS, external=True)
 
 
@@ -53,11 +66,17 @@ def newest(session: nox.Session) -> None:
     """The newest versions that pyproject.toml's ranges (and its [tool.uv] overrides) allow, on the newest Python."""
     session.chdir(ROOT)
     venv = ".venv-newest"
-    session.run("./scripts/setup.sh", env={"PYTHON": f"python{NEWEST_PYTHON}", "VENV": venv, "NEWEST": "1"},
-                external=True)
+    session.run(
+        "./scripts/setup.sh", env={"PYTHON": f"python{NEWEST_PYTHON}", "VENV": venv, "NEWEST": "1"}, external=True
+    )
     venv = ROOT / venv
-    session.run(str(venv / "bin/python"), "-c", "import numpy, matplotlib, mxnet; print('newest: NumPy',"
-                " numpy.__version__, 'matplotlib', matplotlib.__version__, 'MXNet', mxnet.__version__)", external=True)
+    session.run(
+        str(venv / "bin/python"),
+        "-c",
+        "import numpy, matplotlib, mxnet; print('newest: NumPy',"
+        " numpy.__version__, 'matplotlib', matplotlib.__version__, 'MXNet', mxnet.__version__)",
+        external=True,
+    )
     _same_numbers_and_unit_tests(session, venv, "newest")
 
 
@@ -68,8 +87,9 @@ def wheel(session: nox.Session) -> None:
     session.chdir(ROOT)
     tmp = Path(session.create_tmp())
     shutil.rmtree(tmp / "wheel", ignore_errors=True)
-    session.run(".venv/bin/python", "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp / "wheel"), ".",
-                external=True)
+    session.run(
+        ".venv/bin/python", "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp / "wheel"), ".", external=True
+    )
     (built,) = (tmp / "wheel").glob("gluon_bn-*.whl")
     venv = tmp / "venv"
     shutil.rmtree(venv, ignore_errors=True)
@@ -78,15 +98,38 @@ def wheel(session: nox.Session) -> None:
     session.run(str(venv / "bin/python"), "-m", "pip", "install", "--quiet", str(built), external=True)
     out = ROOT / "results" / "platforms" / "wheel"
     session.run(str(venv / "bin/gluon-bn"), *QUICK, "--out", str(out), external=True)
-    session.run(str(venv / "bin/python"), "scripts/same_numbers.py", str(REFERENCE / "reproduce.json"),
-                str(out / "reproduce.json"), external=True)
-    session.run(str(venv / "bin/python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_mxnet_hook.py",
-                external=True)  # the start-up hook, installed from a wheel by plain pip
+    session.run(
+        str(venv / "bin/python"),
+        "scripts/same_numbers.py",
+        str(REFERENCE / "reproduce.json"),
+        str(out / "reproduce.json"),
+        external=True,
+    )
+    session.run(
+        str(venv / "bin/python"),
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "tests/test_mxnet_hook.py",
+        external=True,
+    )  # the start-up hook, installed from a wheel by plain pip
 
 
 @nox.session(venv_backend="none")
 def colab(session: nox.Session) -> None:
     """Colab's current runtime, emulated: the README's Colab block, the notebooks with no restart, a d2l reader."""
     session.chdir(ROOT)
-    session.run(".venv/bin/python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "colab",
-                "tests/test_colab.py", external=True)
+    session.run(
+        ".venv/bin/python",
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-m",
+        "colab",
+        "tests/test_colab.py",
+        external=True,
+    )

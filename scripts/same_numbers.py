@@ -3,6 +3,7 @@ times aside) and first BN layer. Used to hold every Python and NumPy to the defa
 
     python scripts/same_numbers.py reference/reproduce.json other/reproduce.json
 """
+
 import json
 import sys
 
@@ -11,8 +12,13 @@ def numbers(path: str) -> dict:
     """Each model's per-epoch history without the wall times, and its first BN layer's gamma and beta."""
     with open(path) as f:
         results = json.load(f)["results"]
-    return {model: {"history": [{k: v for k, v in epoch.items() if k != "time"} for epoch in run["history"]],
-                    "first_bn": run.get("first_bn")} for model, run in results.items()}
+    return {
+        model: {
+            "history": [{k: v for k, v in epoch.items() if k != "time"} for epoch in run["history"]],
+            "first_bn": run.get("first_bn"),
+        }
+        for model, run in results.items()
+    }
 
 
 def main(reference: str, other: str) -> int:
@@ -22,7 +28,9 @@ def main(reference: str, other: str) -> int:
         return 0
     for model in sorted(set(want) | set(got)):
         if want.get(model) != got.get(model):
-            print(f"DIFFERENT: {model}: {reference} has {want.get(model)}, {other} has {got.get(model)}", file=sys.stderr)
+            print(
+                f"DIFFERENT: {model}: {reference} has {want.get(model)}, {other} has {got.get(model)}", file=sys.stderr
+            )
     return 1
 
 

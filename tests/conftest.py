@@ -1,4 +1,5 @@
 """Shared fixtures: the real Fashion-MNIST files, an isolated search path, a loopback mirror, the CLI."""
+
 import functools
 import http.server
 import os
@@ -90,7 +91,8 @@ def mirror(real_data_dir, monkeypatch):
     def start(cut=()):
         handler = type("Handler", (_Handler,), {"cut": frozenset(cut)})
         server = http.server.ThreadingHTTPServer(
-            ("127.0.0.1", 0), functools.partial(handler, directory=str(real_data_dir)))
+            ("127.0.0.1", 0), functools.partial(handler, directory=str(real_data_dir))
+        )
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
         url = f"http://127.0.0.1:{server.server_address[1]}/"
@@ -112,8 +114,9 @@ def run_gluon_bn(*args, env=None, cwd=None, fault=None) -> subprocess.CompletedP
     env = {k: v for k, v in (os.environ if env is None else env).items() if k != faults.ENV}
     if fault:
         env[faults.ENV] = fault
-    return subprocess.run([sys.executable, "-m", "gluon_bn", *args], capture_output=True, text=True,
-                          timeout=600, env=env, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "gluon_bn", *args], capture_output=True, text=True, timeout=600, env=env, cwd=cwd
+    )
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ which Debian recompressed: so the data module below reads the same real files fr
 
     python tests/d2l_reader.py DATA_DIR [--num-train N]
 """
+
 from d2l import mxnet as d2l  # first, as every d2l section does
 from mxnet import autograd, gluon, init, np, npx
 from mxnet.gluon import nn
@@ -49,8 +50,9 @@ class ScratchBatchNorm(nn.Block):
     def forward(self, X):
         if self.moving_mean.ctx != X.ctx:
             self.moving_mean, self.moving_var = self.moving_mean.copyto(X.ctx), self.moving_var.copyto(X.ctx)
-        Y, self.moving_mean, self.moving_var = normalize(X, self.gamma.data(), self.beta.data(), self.moving_mean,
-                                                         self.moving_var, eps=1e-5, momentum=0.9)
+        Y, self.moving_mean, self.moving_var = normalize(
+            X, self.gamma.data(), self.beta.data(), self.moving_mean, self.moving_var, eps=1e-5, momentum=0.9
+        )
         return Y
 
 
@@ -61,8 +63,10 @@ class ScratchBNLeNet(d2l.Classifier):
         super().__init__()
         self.save_hyperparameters()
         self.net = nn.Sequential()
-        for block in ([nn.Conv2D(6, kernel_size=5), ScratchBatchNorm(6, 4)],
-                      [nn.Conv2D(16, kernel_size=5), ScratchBatchNorm(16, 4)]):
+        for block in (
+            [nn.Conv2D(6, kernel_size=5), ScratchBatchNorm(6, 4)],
+            [nn.Conv2D(16, kernel_size=5), ScratchBatchNorm(16, 4)],
+        ):
             self.net.add(*block, nn.Activation("sigmoid"), nn.AvgPool2D(pool_size=2, strides=2))
         for width in (120, 84):
             self.net.add(nn.Dense(width), ScratchBatchNorm(width, 2), nn.Activation("sigmoid"))
@@ -108,8 +112,10 @@ def main() -> int:
     with autograd.predict_mode():
         accuracy = float(model.accuracy(model(X), y))
     print(f"gluon_bn imported: {'gluon_bn' in sys.modules}")
-    print(f"d2l epoch done: {trainer.train_batch_idx} batches, {len(data.train)} examples, "
-          f"first validation batch accuracy {accuracy:.3f}")
+    print(
+        f"d2l epoch done: {trainer.train_batch_idx} batches, {len(data.train)} examples, "
+        f"first validation batch accuracy {accuracy:.3f}"
+    )
     print(f"first BN layer gamma: {model.net[1].gamma.data().reshape(-1)}")
     return 0
 

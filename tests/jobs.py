@@ -1,4 +1,5 @@
 """What the launch tests share: a job's environment, its record's numbers, and its processes."""
+
 import json
 import os
 import re

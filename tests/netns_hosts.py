@@ -7,6 +7,7 @@ rather than the address it is given, binds to the decoy and the job cannot form.
 each namespace on the host's address with a host key and an authorized key made for the test, and
 the ssh client checks that host key. ``TestHosts.close`` removes everything, whatever happened.
 """
+
 from __future__ import annotations
 
 import os
@@ -67,8 +68,10 @@ class TestHosts:
         self.decoys = [f"10.214.{subnet}.2", f"10.214.{subnet}.3"]
         self.sshd: list[subprocess.Popen] = []
         key = folder / "id_ed25519"
-        self.ssh = (f"ssh -F /dev/null -i {key} -o IdentitiesOnly=yes -o UserKnownHostsFile={folder / 'known_hosts'} "
-                    "-o StrictHostKeyChecking=yes")
+        self.ssh = (
+            f"ssh -F /dev/null -i {key} -o IdentitiesOnly=yes -o UserKnownHostsFile={folder / 'known_hosts'} "
+            "-o StrictHostKeyChecking=yes"
+        )
         try:
             self._network(subnet)
             self._sshd(key)
@@ -102,14 +105,32 @@ class TestHosts:
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)], check=True)
             known.append(f"{address} {Path(f'{host_key}.pub').read_text().strip()}")
             config = self.folder / f"sshd{i + 1}.conf"
-            config.write_text("\n".join([
-                f"ListenAddress {address}", "Port 22", f"HostKey {host_key}",
-                f"AuthorizedKeysFile {self.folder / 'authorized_keys'}", f"PidFile {self.folder}/sshd{i + 1}.pid",
-                "PermitRootLogin prohibit-password", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
-                "UsePAM no", "StrictModes no", "LogLevel ERROR", ""]))
-            self.sshd.append(subprocess.Popen(["ip", "netns", "exec", netns, SSHD, "-D", "-e", "-f", str(config)],
-                                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                              stderr=open(self.folder / f"sshd{i + 1}.log", "wb")))
+            config.write_text(
+                "\n".join(
+                    [
+                        f"ListenAddress {address}",
+                        "Port 22",
+                        f"HostKey {host_key}",
+                        f"AuthorizedKeysFile {self.folder / 'authorized_keys'}",
+                        f"PidFile {self.folder}/sshd{i + 1}.pid",
+                        "PermitRootLogin prohibit-password",
+                        "PasswordAuthentication no",
+                        "KbdInteractiveAuthentication no",
+                        "UsePAM no",
+                        "StrictModes no",
+                        "LogLevel ERROR",
+                        "",
+                    ]
+                )
+            )
+            self.sshd.append(
+                subprocess.Popen(
+                    ["ip", "netns", "exec", netns, SSHD, "-D", "-e", "-f", str(config)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=open(self.folder / f"sshd{i + 1}.log", "wb"),
+                )
+            )
         (self.folder / "known_hosts").write_text("\n".join(known) + "\n")
         for address in self.addresses:
             self._wait_for(address)

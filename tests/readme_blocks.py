@@ -1,4 +1,5 @@
 """The README's and the docs' code blocks, as written, for the tests that run them in a fresh Python."""
+
 import re
 from pathlib import Path
 
@@ -24,7 +25,7 @@ def section(heading: str, path: Path = README, text: str | None = None) -> str:
     for i, match in enumerate(starts):
         if heading.lower() in match.group(2).replace("`", "").lower():
             end = starts[i + 1].start() if i + 1 < len(starts) else len(text)
-            return text[match.end() + 1:end]
+            return text[match.end() + 1 : end]
     raise AssertionError(f"no heading with {heading!r} in {path.relative_to(ROOT)}")
 
 
@@ -52,8 +53,11 @@ def linked_page(topic: str) -> Path:
             named = [target for _, target in LINK.findall(section(topic, README, text))]
         except AssertionError:
             named = []
-    pages = {(README.parent / target.split("#")[0]).resolve() for target in named
-             if not re.match(r"[a-z]+:", target) and target.split("#")[0].endswith(".md")}
+    pages = {
+        (README.parent / target.split("#")[0]).resolve()
+        for target in named
+        if not re.match(r"[a-z]+:", target) and target.split("#")[0].endswith(".md")
+    }
     assert len(pages) == 1, f"the README links {topic!r} to {sorted(map(str, pages)) or 'no page'}, not to one page"
     (page,) = pages
     assert page.is_file() and ROOT in page.parents, f"the README's link for {topic!r} leads to {page}"
@@ -72,7 +76,7 @@ def readme_or_linked_block(heading: str, language: str) -> str:
 
 #: Put before the "Using the pieces" block: once gluon_bn has loaded, its loader serves a real subset (the block
 #: trains five epochs). It imports nothing, so the block's own first line is still the first import of MXNet.
-ON_A_REAL_SUBSET = '''
+ON_A_REAL_SUBSET = """
 import sys
 
 
@@ -95,9 +99,9 @@ class _RealSubset:
 
 
 sys.meta_path.insert(0, _RealSubset())
-'''
+"""
 
 #: Put after the "Using the pieces" block: what it made, and whether MXNet loaded before gluon_bn did.
-REPORT_PIECES = '''
+REPORT_PIECES = """
 print("epochs", [e.epoch for e in history], "gamma", net[1].gamma.data().shape)
-'''
+"""

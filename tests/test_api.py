@@ -1,8 +1,22 @@
 """The public API works from ``gluon_bn`` itself, whatever sub-package each piece lives in."""
+
 import gluon_bn
 
-PUBLIC = ("BatchNorm", "batch_norm", "lenet", "train_ch5", "load_data_fashion_mnist", "recompute_bn_stats",
-          "FastBatchNorm", "SyncBatchNorm", "check_layer", "evaluate_accuracy", "try_gpu", "Epoch", "UsageError")
+PUBLIC = (
+    "BatchNorm",
+    "batch_norm",
+    "lenet",
+    "train_ch5",
+    "load_data_fashion_mnist",
+    "recompute_bn_stats",
+    "FastBatchNorm",
+    "SyncBatchNorm",
+    "check_layer",
+    "evaluate_accuracy",
+    "try_gpu",
+    "Epoch",
+    "UsageError",
+)
 
 
 def test_every_public_name_is_importable_from_the_package():

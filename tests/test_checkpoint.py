@@ -1,5 +1,6 @@
 """Checkpoints: a round trip restores everything, a crash while saving keeps the previous one,
 and the MXNet private attributes they read are still where gluon_bn/reliability/checkpoint.py looks."""
+
 import mxnet as mx
 import numpy as np
 import pytest
@@ -61,6 +62,7 @@ def _second_save_fails(tmp_path, monkeypatch, save, match: str) -> Checkpointer:
 def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     def crash(*args, **kwargs):
         raise OSError("disk full")
+
     ckpt = _second_save_fails(tmp_path, monkeypatch, crash, "disk full")
     ckpt.load(*_momentum_setup(mx.cpu()), mx.cpu())
 
@@ -74,6 +76,7 @@ def test_a_file_mxnet_left_short_is_caught_not_checkpointed(tmp_path, monkeypatc
         save(path, arrays)
         if path.endswith("stats"):
             open(path, "wb").close()  # what a full disk leaves behind the unchecked close
+
     _second_save_fails(tmp_path, monkeypatch, short, "written incompletely")
 
 
@@ -84,13 +87,19 @@ def _private(owner, name: str, attribute: str, kind=None):
     """``owner.attribute``, or a failure saying an MXNet upgrade renamed it."""
     value = getattr(owner, attribute, _MISSING)
     if value is _MISSING:
-        pytest.fail(f"{name}.{attribute} is missing: an MXNet upgrade renamed or removed it, and "
-                    f"gluon_bn/reliability/checkpoint.py (_structural_names, _read_trainer, _write_trainer) reads it to "
-                    f"checkpoint the optimizer without pickle; update those three functions", pytrace=False)
+        pytest.fail(
+            f"{name}.{attribute} is missing: an MXNet upgrade renamed or removed it, and "
+            f"gluon_bn/reliability/checkpoint.py (_structural_names, _read_trainer, _write_trainer) reads it to "
+            f"checkpoint the optimizer without pickle; update those three functions",
+            pytrace=False,
+        )
     if kind is not None and not isinstance(value, kind):
-        pytest.fail(f"{name}.{attribute} is a {type(value).__name__}, not a {kind.__name__}: an MXNet upgrade "
-                    f"changed it, and gluon_bn/reliability/checkpoint.py (_structural_names, _read_trainer, _write_trainer) "
-                    f"relies on it; update those three functions", pytrace=False)
+        pytest.fail(
+            f"{name}.{attribute} is a {type(value).__name__}, not a {kind.__name__}: an MXNet upgrade "
+            f"changed it, and gluon_bn/reliability/checkpoint.py (_structural_names, _read_trainer, _write_trainer) "
+            f"relies on it; update those three functions",
+            pytrace=False,
+        )
     return value
 
 

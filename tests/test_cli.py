@@ -1,5 +1,6 @@
 """The ``gluon-bn`` command line: bad arguments, a GPU that is not there, an unwritable --out, missing or
 damaged data: each one clear line and a non-zero exit, before any training."""
+
 import os
 
 import pytest
@@ -7,19 +8,22 @@ import pytest
 from gluon_bn.experiments.exercises import EXERCISES
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--epochs", "0"], "argument --epochs: must be a positive integer, at most 2147483647, got 0"),
-    (["--lr", "inf"], "argument --lr: must be positive and finite, got inf"),
-    (["--lr", "1e39"], "lr must be positive and at most 3.4e+38"),
-    (["--batch-size", "-3"], "argument --batch-size: must be a positive integer"),
-    (["--lr", "abc"], "argument --lr: 'abc' is not a float"),
-    (["--model", "resnet"], "argument --model: invalid choice: 'resnet'"),
-    (["--ctx", "tpu"], "unknown context 'tpu': choose from cpu, gpu, auto, or list devices as kind:index"),
-    (["--ctx", "cpu:0,cpu:0"], "--ctx cpu:0,cpu:0: a device is listed twice"),
-    (["--ctx", "cpu:0,cpu1"], "--ctx cpu:0,cpu1: 'cpu1' is not a device; write kind:index"),
-    (["--ctx", "cpu:0,gpu:0"], "--ctx cpu:0,gpu:0: CPUs and GPUs mixed; list devices of one kind"),
-    (["--ctx", "gpu:0,gpu:99"], "gpu(99) does not exist"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--epochs", "0"], "argument --epochs: must be a positive integer, at most 2147483647, got 0"),
+        (["--lr", "inf"], "argument --lr: must be positive and finite, got inf"),
+        (["--lr", "1e39"], "lr must be positive and at most 3.4e+38"),
+        (["--batch-size", "-3"], "argument --batch-size: must be a positive integer"),
+        (["--lr", "abc"], "argument --lr: 'abc' is not a float"),
+        (["--model", "resnet"], "argument --model: invalid choice: 'resnet'"),
+        (["--ctx", "tpu"], "unknown context 'tpu': choose from cpu, gpu, auto, or list devices as kind:index"),
+        (["--ctx", "cpu:0,cpu:0"], "--ctx cpu:0,cpu:0: a device is listed twice"),
+        (["--ctx", "cpu:0,cpu1"], "--ctx cpu:0,cpu1: 'cpu1' is not a device; write kind:index"),
+        (["--ctx", "cpu:0,gpu:0"], "--ctx cpu:0,gpu:0: CPUs and GPUs mixed; list devices of one kind"),
+        (["--ctx", "gpu:0,gpu:99"], "gpu(99) does not exist"),
+    ],
+)
 def test_bad_arguments_exit_2_with_one_line(args, message, tmp_path, gluon_bn_cli):
     result = gluon_bn_cli("reproduce", *args, "--out", str(tmp_path))
     assert result.returncode == 2
@@ -27,12 +31,15 @@ def test_bad_arguments_exit_2_with_one_line(args, message, tmp_path, gluon_bn_cl
     assert "Traceback" not in result.stderr and not list(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("args, message", [
-    (["bench", "--sections", "speed"], "invalid choice: 'speed'"),
-    (["bench", "--repeats", "0"], "must be a positive integer"),
-    (["reproduce", "--threads", "0"], "must be a positive integer"),
-    (["bench", "--rounds", "2"], "rounds and repeats must be at least 3 (got 2 and 30)"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["bench", "--sections", "speed"], "invalid choice: 'speed'"),
+        (["bench", "--repeats", "0"], "must be a positive integer"),
+        (["reproduce", "--threads", "0"], "must be a positive integer"),
+        (["bench", "--rounds", "2"], "rounds and repeats must be at least 3 (got 2 and 30)"),
+    ],
+)
 def test_bench_and_threads_refuse_bad_settings(args, message, gluon_bn_cli):
     result = gluon_bn_cli(*args)
     assert result.returncode == 2 and message in result.stderr
@@ -51,6 +58,7 @@ def test_gpu_that_is_not_there_is_refused_before_training(tmp_path, monkeypatch,
     import mxnet as mx
 
     from gluon_bn import cli
+
     monkeypatch.setattr(mx.context, "num_gpus", lambda: 0)
     assert cli.main(["reproduce", "--ctx", "gpu", "--out", str(tmp_path)]) == 2
     captured = capsys.readouterr()
@@ -78,8 +86,9 @@ def test_unwritable_out_is_refused_before_training(tmp_path, gluon_bn_cli):
 
 def test_missing_data_is_one_clear_line(tmp_path, gluon_bn_cli):
     env = {**os.environ, "GLUON_BN_DATA_URL": "http://127.0.0.1:9/"}
-    result = gluon_bn_cli("reproduce", "--ctx", "cpu", "--data-dir", str(tmp_path / "none"),
-                          "--out", str(tmp_path / "out"), env=env)
+    result = gluon_bn_cli(
+        "reproduce", "--ctx", "cpu", "--data-dir", str(tmp_path / "none"), "--out", str(tmp_path / "out"), env=env
+    )
     assert result.returncode == 1
     err = result.stderr.strip()
     assert err.startswith("gluon-bn: error: Fashion-MNIST not found. Searched: " + str(tmp_path / "none"))

@@ -4,6 +4,7 @@ or 2 and a one-line error, never a traceback, and a bad value stops it before tr
 The commands run in this process with "training starts" made a sentinel: every command's checks end
 in ``prepare`` (``launch``'s in the hosts' check), so a run that gets past them raises ``Started``.
 """
+
 import argparse
 import contextlib
 import io
@@ -63,8 +64,13 @@ def _options() -> list[tuple[str, str | None, str, argparse.Action]]:
         for action in parser._actions:
             if action.dest in NOT_VALUES or action.nargs == 0:
                 continue
-            kind = (action.dest if action.dest in BAD else "choice" if action.choices
-                    else getattr(action.type, "__name__", None))
+            kind = (
+                action.dest
+                if action.dest in BAD
+                else "choice"
+                if action.choices
+                else getattr(action.type, "__name__", None)
+            )
             found.append((command, action.option_strings[-1] if action.option_strings else None, kind, action))
     return found
 
@@ -86,8 +92,14 @@ def places(tmp_path_factory):
     (root / "empty").mkdir()
     (root / "binary").write_bytes(b"\xff\xfe\x00\x81" * 64)
     (root / "bad_hosts").write_text("one host\n")
-    return {"FILE": root / "file", "MISSING": root / "missing", "EMPTY_DIR": root / "empty",
-            "BINARY": root / "binary", "BAD_HOSTS": root / "bad_hosts", "OUT": root / "out"}
+    return {
+        "FILE": root / "file",
+        "MISSING": root / "missing",
+        "EMPTY_DIR": root / "empty",
+        "BINARY": root / "binary",
+        "BAD_HOSTS": root / "bad_hosts",
+        "OUT": root / "out",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +111,9 @@ def started(real_data_dir):
         def checked(*args, **kwargs):
             real(*args, **kwargs)
             raise Started()
+
         return checked
+
     for module in (reproduce, compare, exercise, bench):
         patch.setattr(module, "prepare", gate(module.prepare))
     patch.setattr(launch, "check_hosts", gate(lambda *a, **k: None))
@@ -128,7 +142,7 @@ def _run(argv: list[str]) -> tuple[str, int | None, str]:
 
 
 def _argv(command: str, option: str | None, value: str, places: dict) -> list[str]:
-    """The command's good run with ``option`` set to ``value`` (written ``--option=value``, so a value may start with -)."""
+    """The command's good run with ``option`` set to ``value`` (as ``--option=value``: a value may start with -)."""
     argv = [*BASE[command], "--out", str(places["OUT"] / command)]
     if option is None:  # exercise's NAME
         argv = [command, value, *argv[2:]]
@@ -163,10 +177,14 @@ def test_a_bad_value_is_one_line_and_exit_1_or_2_before_any_training(data, place
 @given(data=st.data())
 def test_any_value_ends_in_an_exit_status_or_training_never_a_traceback(data, places, started):
     command, option, kind, _ = data.draw(st.sampled_from(OPTIONS), label="option")
-    value = data.draw(st.one_of(
-        st.text(max_size=12), st.integers(-2**70, 2**70).map(str),
-        st.floats(allow_nan=True, allow_infinity=True).map(lambda x: repr(x) if not math.isnan(x) else "nan")),
-        label="value")
+    value = data.draw(
+        st.one_of(
+            st.text(max_size=12),
+            st.integers(-(2**70), 2**70).map(str),
+            st.floats(allow_nan=True, allow_infinity=True).map(lambda x: repr(x) if not math.isnan(x) else "nan"),
+        ),
+        label="value",
+    )
     if "\0" in value:
         value = value.replace("\0", "")  # no command line can hold a NUL
     argv = _with_hosts(command, option, _argv(command, option, value, places), places)
@@ -175,12 +193,18 @@ def test_any_value_ends_in_an_exit_status_or_training_never_a_traceback(data, pl
     assert how == "started" or code in (0, 1, 2), (argv, code, err)
 
 
-@pytest.mark.parametrize("job", [
-    [], ["--"], ["--", "compare"], ["--", "reproduce", "--model", "gluon"],
-    ["--", "reproduce", "--model", "gluon", "--kvstore", "dist_sync", "--seed", "-5"],
-    ["--", "reproduce", "--model", "gluon", "--kvstore", "dist_sync", "--lr", "nan"],
-    ["--", "reproduce", "--kvstore", "dist_sync"],  # both models: a job trains one
-])
+@pytest.mark.parametrize(
+    "job",
+    [
+        [],
+        ["--"],
+        ["--", "compare"],
+        ["--", "reproduce", "--model", "gluon"],
+        ["--", "reproduce", "--model", "gluon", "--kvstore", "dist_sync", "--seed", "-5"],
+        ["--", "reproduce", "--model", "gluon", "--kvstore", "dist_sync", "--lr", "nan"],
+        ["--", "reproduce", "--kvstore", "dist_sync"],  # both models: a job trains one
+    ],
+)
 def test_a_bad_workers_command_stops_the_launch_before_any_node_starts(job, places, started):
     how, code, err = _run(["launch", "--workers", "2", *job])
     assert how == "exit" and code == 2 and "Traceback" not in err, err

@@ -7,6 +7,7 @@ notebooks run in that kernel with no restart. Colab itself cannot be reached fro
 stale requirements ``pip check`` shows, are read where a reader finds them: in the README, or in the docs page the
 README links to for them.
 """
+
 import json
 import os
 import re
@@ -18,8 +19,15 @@ from types import SimpleNamespace
 
 import pytest
 from packaging.utils import canonicalize_name
-from readme_blocks import (ON_A_REAL_SUBSET, README, REPORT_PIECES, fenced_block, linked_page,
-                           readme_or_linked_block, section)
+from readme_blocks import (
+    ON_A_REAL_SUBSET,
+    README,
+    REPORT_PIECES,
+    fenced_block,
+    linked_page,
+    readme_or_linked_block,
+    section,
+)
 from test_notebooks import MARKERS, NOTEBOOKS
 
 pytestmark = pytest.mark.colab
@@ -42,15 +50,24 @@ def _python313() -> str:
 
 def _packages(venv: Path) -> dict[str, str]:
     """Every installed distribution's version."""
-    listed = subprocess.run([venv / "bin" / "python", "-m", "pip", "list", "--format=json"], capture_output=True,
-                            text=True, check=True).stdout
+    listed = subprocess.run(
+        [venv / "bin" / "python", "-m", "pip", "list", "--format=json"], capture_output=True, text=True, check=True
+    ).stdout
     return {canonicalize_name(p["name"]): p["version"] for p in json.loads(listed)}
 
 
 def _fresh_copy(destination: Path) -> None:
     """The repository as a clone of it has it: the files git tracks, and new ones it does not ignore."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                            capture_output=True, check=True).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for name in filter(None, listed):
         if (ROOT / name).is_file():
             (destination / name).parent.mkdir(parents=True, exist_ok=True)
@@ -63,15 +80,34 @@ def runtime(tmp_path_factory, real_data_dir):
     base = tmp_path_factory.mktemp("colab")
     venv = base / "venv"
     subprocess.run([_python313(), "-m", "venv", str(venv)], check=True)
-    subprocess.run([str(Path(sys.executable).with_name("uv")), "pip", "install", "--quiet", "--no-config",
-                    "--python", str(venv / "bin" / "python"), "--no-deps", "-r", str(RUNTIME)], cwd=base, check=True,
-                   timeout=600)  # --no-config: this repository's [tool.uv] overrides would lift Colab's versions
+    subprocess.run(
+        [
+            str(Path(sys.executable).with_name("uv")),
+            "pip",
+            "install",
+            "--quiet",
+            "--no-config",
+            "--python",
+            str(venv / "bin" / "python"),
+            "--no-deps",
+            "-r",
+            str(RUNTIME),
+        ],
+        cwd=base,
+        check=True,
+        timeout=600,
+    )  # --no-config: this repository's [tool.uv] overrides would lift Colab's versions
     clone = base / "gluon-bn"
     _fresh_copy(clone)
-    env = {**os.environ, "PATH": f"{venv / 'bin'}:{os.environ['PATH']}", "GLUON_BN_QUICK": "1",
-           "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
-    return SimpleNamespace(base=base, venv=venv, python=str(venv / "bin" / "python"), clone=clone, env=env,
-                           before=_packages(venv))
+    env = {
+        **os.environ,
+        "PATH": f"{venv / 'bin'}:{os.environ['PATH']}",
+        "GLUON_BN_QUICK": "1",
+        "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+    }
+    return SimpleNamespace(
+        base=base, venv=venv, python=str(venv / "bin" / "python"), clone=clone, env=env, before=_packages(venv)
+    )
 
 
 def _first_cell(runtime) -> str:
@@ -84,8 +120,13 @@ def _run_notebook(runtime, notebook: Path) -> dict:
     first = runtime.base / "first_cell.py"
     first.write_text(_first_cell(runtime))
     out = runtime.base / f"{notebook.stem}.json"
-    subprocess.run([runtime.python, str(ROOT / "tests" / "colab" / "run_notebook.py"), str(notebook), str(first),
-                    str(out)], cwd=runtime.base, env=runtime.env, check=True, timeout=1800)
+    subprocess.run(
+        [runtime.python, str(ROOT / "tests" / "colab" / "run_notebook.py"), str(notebook), str(first), str(out)],
+        cwd=runtime.base,
+        env=runtime.env,
+        check=True,
+        timeout=1800,
+    )
     return json.loads(out.read_text())
 
 
@@ -97,8 +138,9 @@ def installed(runtime):
 
 
 def _in_runtime(runtime, code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([runtime.python, "-c", code], capture_output=True, text=True, env=runtime.env,
-                          cwd=runtime.base, timeout=900)
+    return subprocess.run(
+        [runtime.python, "-c", code], capture_output=True, text=True, env=runtime.env, cwd=runtime.base, timeout=900
+    )
 
 
 def _read_here_or_linked(heading: str) -> str:
@@ -122,8 +164,11 @@ def test_the_runtime_is_colabs(runtime):
 
 
 def test_the_install_changes_no_preinstalled_package(runtime, installed):
-    changed = {name: (version, installed.after.get(name)) for name, version in runtime.before.items()
-               if installed.after.get(name) != version}
+    changed = {
+        name: (version, installed.after.get(name))
+        for name, version in runtime.before.items()
+        if installed.after.get(name) != version
+    }
     assert changed == {}
     assert set(installed.after) - set(runtime.before) == ADDED
 
@@ -133,11 +178,16 @@ def test_numba_still_imports(runtime, installed):
     assert done.stdout.split() == ["0.61.2", "2.1.3"], done.stderr[-2000:]
 
 
-@pytest.mark.parametrize("code", [
-    "import mxnet as mx\nprint('sum', mx.nd.ones((2, 3)).sum().asscalar())",
-    "from d2l import mxnet as d2l\nfrom mxnet import np, npx\nnpx.set_np()\nprint('sum', float(np.ones((2, 3)).sum()))",
-    "import gluon_bn\nimport mxnet as mx\nprint('sum', mx.nd.ones((2, 3)).sum().asscalar())",
-], ids=["mxnet first", "d2l first", "gluon_bn first"])
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import mxnet as mx\nprint('sum', mx.nd.ones((2, 3)).sum().asscalar())",
+        "from d2l import mxnet as d2l\nfrom mxnet import np, npx\nnpx.set_np()\n"
+        "print('sum', float(np.ones((2, 3)).sum()))",
+        "import gluon_bn\nimport mxnet as mx\nprint('sum', mx.nd.ones((2, 3)).sum().asscalar())",
+    ],
+    ids=["mxnet first", "d2l first", "gluon_bn first"],
+)
 def test_any_import_order_works_on_colabs_numpy(runtime, installed, code):
     done = _in_runtime(runtime, code)
     assert done.returncode == 0 and "sum 6.0" in done.stdout, done.stderr[-3000:]
@@ -169,8 +219,14 @@ def test_the_readme_using_the_pieces_block_runs_as_written_mxnet_first(runtime, 
 
 
 def test_a_d2l_reader_trains_one_epoch_with_gluon_bn_installed_not_imported(runtime, installed, real_data_dir):
-    done = subprocess.run([runtime.python, str(ROOT / "tests" / "d2l_reader.py"), str(real_data_dir)],
-                          capture_output=True, text=True, env=runtime.env, cwd=runtime.base, timeout=900)
+    done = subprocess.run(
+        [runtime.python, str(ROOT / "tests" / "d2l_reader.py"), str(real_data_dir)],
+        capture_output=True,
+        text=True,
+        env=runtime.env,
+        cwd=runtime.base,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "gluon_bn imported: False" in done.stdout
     assert "d2l epoch done: 469 batches, 60000 examples" in done.stdout

@@ -1,4 +1,5 @@
 """``gluon-bn bench --quick`` end to end on a real subset: its record, report, targets and profiles."""
+
 import json
 
 import pytest
@@ -7,8 +8,9 @@ import pytest
 @pytest.mark.slow
 def test_bench_cli_quick_writes_record_report_and_targets(real_data_dir, tmp_path, gluon_bn_cli):
     out = tmp_path / "out"
-    result = gluon_bn_cli("bench", "--quick", "--models", "gluon", "fast", "--ctx", "cpu", "--out", str(out),
-                          cwd=tmp_path)
+    result = gluon_bn_cli(
+        "bench", "--quick", "--models", "gluon", "fast", "--ctx", "cpu", "--out", str(out), cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     record = json.loads((out / "bench.json").read_text())
     assert record["command"] == "bench" and set(record["results"]) == {"layers", "epochs", "memory", "profile"}
@@ -24,7 +26,9 @@ def test_bench_cli_quick_writes_record_report_and_targets(real_data_dir, tmp_pat
     assert {r["layer"] for r in record["results"]["layers"]} == {"scratch", "gluon", "fast"}
     torch_installed = any(r["model"] == "pytorch" for r in epochs)
     assert len(record["results"]["memory"]) == 2
-    assert set(record["results"]["profile"]) == {"gluon", "fast", "scratch"} | ({"pytorch"} if torch_installed else set())
+    assert set(record["results"]["profile"]) == {"gluon", "fast", "scratch"} | (
+        {"pytorch"} if torch_installed else set()
+    )
     ours = record["environment"]["threads"]["operator_threads"]
     by_setup = {(r["model"], r["setup"]): r for r in epochs}
     for row in epochs:  # every set-up ran in 3 interleaved rounds, each in its own process
@@ -39,16 +43,20 @@ def test_bench_cli_quick_writes_record_report_and_targets(real_data_dir, tmp_pat
     text = (out / "bench.md").read_text()
     assert f"{record['environment']['cpu']}, " in text and f"with {ours} operator threads" in text
     targets = text.split("## Targets")[1]
-    assert (f"- FastBatchNorm LeNet epoch at most 1.2x nn.BatchNorm's: {fast_vs_gluon:.2f}x, "
-            f"{'met' if fast_vs_gluon <= 1.2 else 'NOT met'}") in targets
+    assert (
+        f"- FastBatchNorm LeNet epoch at most 1.2x nn.BatchNorm's: {fast_vs_gluon:.2f}x, "
+        f"{'met' if fast_vs_gluon <= 1.2 else 'NOT met'}"
+    ) in targets
     if torch_installed:
         vs_torch = by_setup[("gluon", "gluon-bn")]["vs_torch"]
         assert f"- nn.BatchNorm LeNet epoch at most 1x PyTorch's: {vs_torch:.2f}x" in targets
     fast = [r for r in record["results"]["layers"] if r["layer"] == "fast"]
     worst = max(fast, key=lambda r: r["forward_backward_ratio"])
     met = sum(r["forward_backward_ratio"] <= 1.2 for r in fast)
-    assert (f"- FastBatchNorm forward+backward at most 1.2x nn.BatchNorm: met at {met} of 4 shapes (worst "
-            f"{worst['forward_backward_ratio']:.2f}x at {tuple(worst['shape'])})") in text.split("## Targets")[1]
+    assert (
+        f"- FastBatchNorm forward+backward at most 1.2x nn.BatchNorm: met at {met} of 4 shapes (worst "
+        f"{worst['forward_backward_ratio']:.2f}x at {tuple(worst['shape'])})"
+    ) in text.split("## Targets")[1]
     for row in record["results"]["memory"]:
         assert f"memory flat over 20 steps: {row['growth_mb']:+.1f} MB, {'met' if row['flat'] else 'NOT met'}" in text
     assert all((out / f"profile-{norm}.json").exists() for norm in ("gluon", "fast", "scratch"))

@@ -1,4 +1,5 @@
 """``gluon-bn compare`` end to end on a real subset: its tables, report and record; exit 1 when an agreement fails."""
+
 from dataclasses import replace
 
 import pytest
@@ -7,17 +8,20 @@ from wrong_layers import wrong_layer
 from gluon_bn import cli, norms
 from gluon_bn.reliability.record import load_record
 
-COMPARE_QUICK = ["--epochs", "1", "--num-train", "1024", "--num-test", "512", "--speed-repeats", "2",
-                 "--ctx", "cpu"]
+COMPARE_QUICK = ["--epochs", "1", "--num-train", "1024", "--num-test", "512", "--speed-repeats", "2", "--ctx", "cpu"]
 
 
 @pytest.mark.slow
 def test_compare_prints_tables_and_writes_report(tmp_path, real_data_dir, gluon_bn_cli):
     result = gluon_bn_cli("compare", *COMPARE_QUICK, "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
-    for heading in ("## Agreement with the float64 reference (cpu(0))", "## Known differences, shown and then closed",
-                    "## Which statistics each autograd scope uses", "## Two LeNets from the same start",
-                    "## Speed of the two layers"):
+    for heading in (
+        "## Agreement with the float64 reference (cpu(0))",
+        "## Known differences, shown and then closed",
+        "## Which statistics each autograd scope uses",
+        "## Two LeNets from the same start",
+        "## Speed of the two layers",
+    ):
         assert heading in result.stdout
     assert "**FAIL**" not in result.stdout and "UNEXPECTED" not in result.stdout
     report = (tmp_path / "compare.md").read_text()
@@ -50,8 +54,8 @@ def test_compare_on_two_devices_measures_each_bn_kinds_statistics(tmp_path, real
     assert "## On 2 devices: [cpu(0), cpu(1)]" in result.stdout
     assert "## Agreement with the float64 reference (cpu(0))" in result.stdout  # layer checks: one device
     devices = load_record(tmp_path / "compare.json")["results"]["devices"]
-    (sync,), = devices["sync"]["stats_gap"]  # one epoch, one set of statistics
-    (chained,), = devices["scratch"]["stats_gap"]
+    ((sync,),) = devices["sync"]["stats_gap"]  # one epoch, one set of statistics
+    ((chained,),) = devices["scratch"]["stats_gap"]
     assert sync < 1e-4 < 0.05 < chained  # synchronized: the one-device statistics; chained: far from them
     assert len(devices["gluon"]["stats_gap"][0]) == len(devices["gluon"]["stats_distance"][0]) == 2  # per device
     assert len(devices["gluon"]["test_acc"]["each_copy"]) == 2 and "mean_of_copies" in devices["gluon"]["test_acc"]

@@ -1,5 +1,6 @@
 """``gluon-bn exercise``: every exercise runs quick on real data and writes its record, report and plot;
 a divergence is a row, not a crash; --resume keeps finished runs and every epoch's measurements."""
+
 import json
 import math
 
@@ -51,17 +52,23 @@ def test_cli_exercise_resume_keeps_finished_runs(tmp_path, real_data_dir, gluon_
 @pytest.mark.slow
 def test_resumed_precise_bn_keeps_every_epochs_measurement(tmp_path, real_data_dir, monkeypatch):
     """Extras measured after each epoch are saved with its checkpoint and come back on --resume."""
+
     def precise(out, **changes):
         config = ExerciseConfig(name="precise-bn", quick=True, ctx="cpu", out=str(out), epochs=2, **changes)
-        return {(r["variant"], r["seed"]): r["extras"]["per_epoch"]["precise_test_acc"]
-                for r in run(config, log=lambda s: None)["runs"]}
+        return {
+            (r["variant"], r["seed"]): r["extras"]["per_epoch"]["precise_test_acc"]
+            for r in run(config, log=lambda s: None)["runs"]
+        }
 
     uninterrupted = precise(tmp_path / "whole")
     monkeypatch.setenv(faults.ENV, "interrupt@batch:model=scratch,epoch=2,batch=1")
     with pytest.raises(Interrupted):
         precise(tmp_path / "stopped")
-    ckpt = json.loads((tmp_path / "stopped" / "checkpoints" / "exercise-precise-bn" / "from-scratch-seed0"
-                       / "latest.json").read_text())
+    ckpt = json.loads(
+        (
+            tmp_path / "stopped" / "checkpoints" / "exercise-precise-bn" / "from-scratch-seed0" / "latest.json"
+        ).read_text()
+    )
     assert ckpt["epochs_done"] == 1 and len(ckpt["extras"]["per_epoch"]["precise_test_acc"]) == 1
     monkeypatch.delenv(faults.ENV)
     resumed = precise(tmp_path / "stopped", resume=True)
@@ -71,10 +78,14 @@ def test_resumed_precise_bn_keeps_every_epochs_measurement(tmp_path, real_data_d
 
 @pytest.mark.parametrize("name", ["no-bias", "precise-bn"])
 def test_exercises_with_their_own_measurements_run_on_two_devices(name, tmp_path, real_data_dir):
-    result = run(ExerciseConfig(name=name, quick=True, seeds=1, ctx="cpu:0,cpu:1", out=str(tmp_path)),
-                 log=lambda s: None)
+    result = run(
+        ExerciseConfig(name=name, quick=True, seeds=1, ctx="cpu:0,cpu:1", out=str(tmp_path)), log=lambda s: None
+    )
     runs = result["runs"]
     assert all(r["status"] == "trained" and r["devices"] == 2 for r in runs)
     extras = [r["extras"] for r in runs]
-    assert all("bias_grad_ratio" in e for e in extras) if name == "no-bias" else \
-        all(len(e["per_epoch"]["precise_test_acc"]) == 1 for e in extras)
+    assert (
+        all("bias_grad_ratio" in e for e in extras)
+        if name == "no-bias"
+        else all(len(e["per_epoch"]["precise_test_acc"]) == 1 for e in extras)
+    )

@@ -1,5 +1,6 @@
 """``gluon-bn launch``: a job over MXNet's parameter server on real data; its failures stop it whole, leave
 nothing running, and ``--resume`` continues; bad launches are one line and exit 2."""
+
 import json
 import os
 import re
@@ -18,13 +19,27 @@ SETTINGS = ["--num-train", "1024", "--num-test", "256", "--batch-size", "256", "
 
 
 def _launch(out, *job, workers="2", extra=(), fault=None):
-    return [sys.executable, "-m", "gluon_bn", "launch", "--workers", workers, *extra, "--",
-            "reproduce", "--kvstore", "dist_sync", "--out", str(out), *SETTINGS, *job]
+    return [
+        sys.executable,
+        "-m",
+        "gluon_bn",
+        "launch",
+        "--workers",
+        workers,
+        *extra,
+        "--",
+        "reproduce",
+        "--kvstore",
+        "dist_sync",
+        "--out",
+        str(out),
+        *SETTINGS,
+        *job,
+    ]
 
 
 def _run(out, *job, fault=None, **kwargs):
-    return subprocess.run(_launch(out, *job, **kwargs), capture_output=True, text=True, timeout=300,
-                          env=job_env(fault))
+    return subprocess.run(_launch(out, *job, **kwargs), capture_output=True, text=True, timeout=300, env=job_env(fault))
 
 
 def _losses(out, model):
@@ -72,8 +87,9 @@ def test_a_worker_killed_mid_epoch_stops_the_job_and_resume_continues(uninterrup
     killed = _run(tmp_path, "--model", "gluon", fault="kill@batch:model=gluon,epoch=2,batch=2,rank=1")
     assert time.monotonic() - started < 120
     assert killed.returncode == 1
-    assert re.search(r"^launch: worker 1 \(pid \d+\) was killed by SIGKILL; stopping the other 3 process\(es\)$",
-                     killed.stdout, re.M), killed.stdout[-2000:]
+    assert re.search(
+        r"^launch: worker 1 \(pid \d+\) was killed by SIGKILL; stopping the other 3 process\(es\)$", killed.stdout, re.M
+    ), killed.stdout[-2000:]
     assert not [p for p in pids(killed.stdout) if alive(p)]
     resumed = _run(tmp_path, "--model", "gluon", "--resume")
     assert resumed.returncode == 0, resumed.stdout[-3000:]
@@ -118,23 +134,42 @@ def test_a_port_in_use_is_refused_in_one_line(tmp_path, gluon_bn_cli):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        result = gluon_bn_cli("launch", "--workers", "2", "--port", str(port), "--", "reproduce", "--model", "gluon",
-                              "--kvstore", "dist_sync", "--out", str(tmp_path))
+        result = gluon_bn_cli(
+            "launch",
+            "--workers",
+            "2",
+            "--port",
+            str(port),
+            "--",
+            "reproduce",
+            "--model",
+            "gluon",
+            "--kvstore",
+            "dist_sync",
+            "--out",
+            str(tmp_path),
+        )
     assert result.returncode == 2
-    assert result.stderr.strip() == (f"gluon-bn: error: --port {port}: already in use on 127.0.0.1; choose "
-                                     "another, or leave --port out and a free one is picked")
+    assert result.stderr.strip() == (
+        f"gluon-bn: error: --port {port}: already in use on 127.0.0.1; choose "
+        "another, or leave --port out and a free one is picked"
+    )
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--workers", "0"], "--workers must be from 1 to 1024, got 0"),
-    (["--workers", "2", "--hosts", "HOSTS"], "line 2: 'bad host!' is not a host name"),
-    (["--workers", "2", "--hosts", "MISSING"], "cannot read it"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--workers", "0"], "--workers must be from 1 to 1024, got 0"),
+        (["--workers", "2", "--hosts", "HOSTS"], "line 2: 'bad host!' is not a host name"),
+        (["--workers", "2", "--hosts", "MISSING"], "cannot read it"),
+    ],
+)
 def test_bad_launches_are_one_line_and_exit_2(args, message, tmp_path, gluon_bn_cli):
     (tmp_path / "HOSTS").write_text("localhost\nbad host!\n")
     args = [str(tmp_path / a) if a in ("HOSTS", "MISSING") else a for a in args]
-    result = gluon_bn_cli("launch", *args, "--", "reproduce", "--model", "gluon", "--kvstore", "dist_sync",
-                          "--out", str(tmp_path))
+    result = gluon_bn_cli(
+        "launch", *args, "--", "reproduce", "--model", "gluon", "--kvstore", "dist_sync", "--out", str(tmp_path)
+    )
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert message in result.stderr
 
@@ -143,12 +178,13 @@ def test_bad_launches_are_one_line_and_exit_2(args, message, tmp_path, gluon_bn_
 def test_hosts_are_reached_through_ssh(tmp_path):
     """Two hosts, reached through a stand-in for ssh that runs the command here."""
     ssh = tmp_path / "ssh"
-    ssh.write_text('#!/bin/sh\nwhile [ "${1#-}" != "$1" ]; do shift 2; done  # the options the launcher adds\n'
-                   'echo "ssh to $1" >&2\nshift\nexec sh -c "$1"\n')
+    ssh.write_text(
+        '#!/bin/sh\nwhile [ "${1#-}" != "$1" ]; do shift 2; done  # the options the launcher adds\n'
+        'echo "ssh to $1" >&2\nshift\nexec sh -c "$1"\n'
+    )
     ssh.chmod(0o755)
     (tmp_path / "hosts").write_text("# the job's machines\nlocalhost\n127.0.0.1\n")
-    job = _run(tmp_path / "out", "--model", "none",
-               extra=["--hosts", str(tmp_path / "hosts"), "--ssh", str(ssh)])
+    job = _run(tmp_path / "out", "--model", "none", extra=["--hosts", str(tmp_path / "hosts"), "--ssh", str(ssh)])
     assert job.returncode == 0, job.stdout[-3000:]
     assert "over 2 host(s)" in job.stdout and "on 127.0.0.1" in job.stdout
     assert job.stdout.count("ssh to ") == 4  # scheduler, server, two workers

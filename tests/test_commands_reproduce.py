@@ -1,6 +1,7 @@
 """``gluon-bn reproduce`` end to end on a real Fashion-MNIST subset: its lines, record and plot; a kill -9
 or Ctrl-C at a named point then --resume gives the uninterrupted numbers; --resume refuses other settings;
 a divergence keeps the last good checkpoint and record."""
+
 import json
 import re
 import signal
@@ -41,7 +42,7 @@ def test_reproduce_prints_the_chapters_lines(quick_run):
     assert text.index("== from scratch LeNet ==") < text.index("== nn.BatchNorm LeNet ==")
     assert len(re.findall(r"first BN layer \(net\[1\]\) gamma: \[", text)) == 2
     assert len(re.findall(r"first BN layer \(net\[1\]\) beta: +\[", text)) == 2
-    table = text[text.index("chapter loss"):]
+    table = text[text.index("chapter loss") :]
     assert re.search(r"from scratch +2 +\d\.\d{4} .*\| +0\.3051 +0\.890 +0\.870", table)
     assert re.search(r"nn\.BatchNorm +2 +\d\.\d{4} .*\| +0\.3071 +0\.889 +0\.881", table)
 
@@ -73,8 +74,9 @@ def test_reproduce_writes_record_and_plot(quick_run):
 @pytest.mark.slow
 def test_same_seed_repeats_its_numbers_on_cpu(quick_run, tmp_path, gluon_bn_cli):
     _, out = quick_run
-    again = gluon_bn_cli("reproduce", *QUICK, "--ctx", "cpu", "--seed", "3", "--model", "scratch",
-                         "--out", str(tmp_path))
+    again = gluon_bn_cli(
+        "reproduce", *QUICK, "--ctx", "cpu", "--seed", "3", "--model", "scratch", "--out", str(tmp_path)
+    )
     assert again.returncode == 0, again.stderr
     strip = lambda h: [{k: v for k, v in e.items() if k != "time"} for e in h]  # noqa: E731
     first = json.loads((out / "reproduce.json").read_text())["results"]["scratch"]
@@ -85,21 +87,29 @@ def test_same_seed_repeats_its_numbers_on_cpu(quick_run, tmp_path, gluon_bn_cli)
 
 # -- interrupted, resumed, refused -------------------------------------------------------------
 
-SETTINGS = {"--ctx": "cpu", "--epochs": "2", "--num-train": "1024", "--num-test": "256", "--batch-size": "256", "--lr": "1.0",
-            "--seed": "11"}
+SETTINGS = {
+    "--ctx": "cpu",
+    "--epochs": "2",
+    "--num-train": "1024",
+    "--num-test": "256",
+    "--batch-size": "256",
+    "--lr": "1.0",
+    "--seed": "11",
+}
 
 
 def _run(cli, out, *args, fault=None, **changed):
     """``gluon-bn reproduce`` (both models) on a real subset; ``fault`` goes to $GLUON_BN_FAULT."""
     values = {**SETTINGS, **{f"--{k.replace('_', '-')}": v for k, v in changed.items()}}
-    return cli("reproduce", "--out", str(out), *[part for item in values.items() for part in item],
-               *args, fault=fault)
+    return cli("reproduce", "--out", str(out), *[part for item in values.items() for part in item], *args, fault=fault)
 
 
 def _histories(out):
     results = json.loads((out / "reproduce.json").read_text())["results"]
-    return {name: ([{k: v for k, v in e.items() if k != "time"} for e in r["history"]], r["first_bn"])
-            for name, r in results.items()}
+    return {
+        name: ([{k: v for k, v in e.items() if k != "time"} for e in r["history"]], r["first_bn"])
+        for name, r in results.items()
+    }
 
 
 def _leftovers(out):
@@ -118,8 +128,10 @@ def uninterrupted(tmp_path_factory, real_data_dir, gluon_bn_cli):
 #: Where a kill -9 lands, and what the resumed run must say about each model's checkpoint.
 KILLS = {
     "before the first checkpoint": ("kill@batch:model=scratch,epoch=1,batch=2", []),
-    "mid-epoch in the second model": ("kill@batch:model=gluon,epoch=2,batch=3",
-                                      ["scratch after epoch 2\n", "gluon after epoch 1\n"]),
+    "mid-epoch in the second model": (
+        "kill@batch:model=gluon,epoch=2,batch=3",
+        ["scratch after epoch 2\n", "gluon after epoch 1\n"],
+    ),
     "while a checkpoint folder is written": ("kill@checkpoint:model=scratch,number=2", ["scratch after epoch 1\n"]),
     "while the record is written": ("kill@write:file=reproduce.json", ["scratch after epoch 2\n"]),
 }
@@ -127,8 +139,9 @@ KILLS = {
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fault, resumed_from", KILLS.values(), ids=KILLS.keys())
-def test_sigkill_at_a_named_point_then_resume_gives_the_uninterrupted_numbers(fault, resumed_from, uninterrupted,
-                                                                             tmp_path, gluon_bn_cli):
+def test_sigkill_at_a_named_point_then_resume_gives_the_uninterrupted_numbers(
+    fault, resumed_from, uninterrupted, tmp_path, gluon_bn_cli
+):
     killed = _run(gluon_bn_cli, tmp_path, fault=fault)
     assert killed.returncode == -signal.SIGKILL, (killed.returncode, killed.stderr)
     for latest in (tmp_path / "checkpoints").glob("*/latest.json"):  # what is on disk is readable
@@ -143,13 +156,15 @@ def test_sigkill_at_a_named_point_then_resume_gives_the_uninterrupted_numbers(fa
 
 
 @pytest.mark.slow
-def test_ctrl_c_mid_epoch_saves_the_partial_sums_and_resume_gives_the_same_numbers(uninterrupted, tmp_path,
-                                                                                  gluon_bn_cli):
+def test_ctrl_c_mid_epoch_saves_the_partial_sums_and_resume_gives_the_same_numbers(
+    uninterrupted, tmp_path, gluon_bn_cli
+):
     stopped = _run(gluon_bn_cli, tmp_path, fault="interrupt@batch:model=scratch,epoch=2,batch=3")
     assert stopped.returncode == 130
     assert stopped.stderr.strip().splitlines() == [
         f"gluon-bn: error: interrupted during epoch 2 of from scratch; its state is saved in "
-        f"{tmp_path / 'checkpoints' / 'scratch'}: run the same command with --resume to continue"]
+        f"{tmp_path / 'checkpoints' / 'scratch'}: run the same command with --resume to continue"
+    ]
     meta = json.loads((tmp_path / "checkpoints" / "scratch" / "latest.json").read_text())
     loss_sum, correct, examples = meta["partial"]
     assert meta["epochs_done"] == 1 and examples == 3 * 256
@@ -162,13 +177,16 @@ def test_ctrl_c_mid_epoch_saves_the_partial_sums_and_resume_gives_the_same_numbe
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model, devices", [("gluon", "cpu:0,cpu:1,cpu:2"), ("sync", "cpu:0,cpu:1")])
-def test_several_devices_killed_mid_epoch_then_resumed_give_the_uninterrupted_numbers(model, devices, tmp_path,
-                                                                                       gluon_bn_cli):
+def test_several_devices_killed_mid_epoch_then_resumed_give_the_uninterrupted_numbers(
+    model, devices, tmp_path, gluon_bn_cli
+):
     """nn.BatchNorm keeps a moving-statistics copy per device, and 3 devices' mean of the weights is
     not the weights to the last bit: the checkpoint must keep each copy and the weights themselves."""
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     assert _run(gluon_bn_cli, whole, "--model", model, ctx=devices).returncode == 0
-    result = _run(gluon_bn_cli, killed, "--model", model, ctx=devices, fault=f"kill@batch:model={model},epoch=2,batch=3")
+    result = _run(
+        gluon_bn_cli, killed, "--model", model, ctx=devices, fault=f"kill@batch:model={model},epoch=2,batch=3"
+    )
     assert result.returncode == -signal.SIGKILL, result.stderr
     resumed = _run(gluon_bn_cli, killed, "--model", model, "--resume", ctx=devices)
     assert resumed.returncode == 0, resumed.stderr
@@ -195,19 +213,22 @@ def checkpointed(tmp_path_factory, real_data_dir, gluon_bn_cli):
     return out
 
 
-@pytest.mark.parametrize("flag, value, named", [
-    ("lr", "0.5", "--lr 1 (now 0.5)"),
-    ("batch_size", "128", "--batch-size 256 (now 128)"),
-    ("seed", "12", "--seed 11 (now 12)"),
-    ("num_train", "256", "--num-train 512 (now 256)"),
-    ("num_test", "128", "--num-test 256 (now 128)"),
-])
-def test_resume_with_another_setting_is_one_line_naming_it_and_exit_2(checkpointed, flag, value, named,
-                                                                       gluon_bn_cli):
+@pytest.mark.parametrize(
+    "flag, value, named",
+    [
+        ("lr", "0.5", "--lr 1 (now 0.5)"),
+        ("batch_size", "128", "--batch-size 256 (now 128)"),
+        ("seed", "12", "--seed 11 (now 12)"),
+        ("num_train", "256", "--num-train 512 (now 256)"),
+        ("num_test", "128", "--num-test 256 (now 128)"),
+    ],
+)
+def test_resume_with_another_setting_is_one_line_naming_it_and_exit_2(checkpointed, flag, value, named, gluon_bn_cli):
     latest = checkpointed / "checkpoints" / "gluon" / "latest.json"
     before = latest.read_text()
-    result = _run(gluon_bn_cli, checkpointed, "--model", "gluon", "--resume",
-                  **{"epochs": "1", "num_train": "512", flag: value})
+    result = _run(
+        gluon_bn_cli, checkpointed, "--model", "gluon", "--resume", **{"epochs": "1", "num_train": "512", flag: value}
+    )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("gluon-bn: error: --resume: the checkpoint in ")
@@ -217,13 +238,18 @@ def test_resume_with_another_setting_is_one_line_naming_it_and_exit_2(checkpoint
 
 # -- divergence --------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("norm", ["scratch", "gluon"])
-def test_divergence_names_epoch_and_batch_and_keeps_the_last_good_checkpoint_and_record(norm, tmp_path, real_data_dir,
-                                                                                      monkeypatch):
+def test_divergence_names_epoch_and_batch_and_keeps_the_last_good_checkpoint_and_record(
+    norm, tmp_path, real_data_dir, monkeypatch
+):
     """A NaN in epoch 2 stops the run; epoch 1's checkpoint and record stay as they were, finite."""
     real_loader = settings.load_data_fashion_mnist
-    monkeypatch.setattr(settings, "load_data_fashion_mnist",
-                        lambda *args, **kwargs: (lambda train, test: (Poisoned(train), test))(*real_loader(*args, **kwargs)))
+    monkeypatch.setattr(
+        settings,
+        "load_data_fashion_mnist",
+        lambda *args, **kwargs: (lambda train, test: (Poisoned(train), test))(*real_loader(*args, **kwargs)),
+    )
     config = ReproduceConfig(models=(norm,), epochs=3, num_train=1024, num_test=256, ctx="cpu", out=str(tmp_path))
     checkpoints = tmp_path / "checkpoints" / norm
     saved = {}
@@ -231,8 +257,11 @@ def test_divergence_names_epoch_and_batch_and_keeps_the_last_good_checkpoint_and
 
     def save(self, net, trainer, state):  # what epoch 1's checkpoint held when it was written
         folder = real_save(self, net, trainer, state)
-        saved.update({p.name: p.read_bytes() for p in folder.iterdir()}, latest=(checkpoints / "latest.json").read_text())
+        saved.update(
+            {p.name: p.read_bytes() for p in folder.iterdir()}, latest=(checkpoints / "latest.json").read_text()
+        )
         return folder
+
     monkeypatch.setattr(Checkpointer, "save", save)
     with pytest.raises(Diverged) as err:
         reproduce.run(config, log=lambda s: None)
@@ -241,7 +270,8 @@ def test_divergence_names_epoch_and_batch_and_keeps_the_last_good_checkpoint_and
     meta = json.loads((checkpoints / "latest.json").read_text())
     assert meta["epochs_done"] == 1 and len(meta["history"]) == 1
     assert {p.name: p.read_bytes() for p in (checkpoints / meta["folder"]).iterdir()} | {
-        "latest": (checkpoints / "latest.json").read_text()} == saved
+        "latest": (checkpoints / "latest.json").read_text()
+    } == saved
     net = lenet(norm)
     net.initialize()
     net(nd.zeros((2, 1, 28, 28)))
@@ -255,8 +285,23 @@ def test_divergence_names_epoch_and_batch_and_keeps_the_last_good_checkpoint_and
 
 
 def test_real_divergence_on_the_cli_is_one_line_and_exit_1(tmp_path, real_data_dir, gluon_bn_cli):
-    result = gluon_bn_cli("reproduce", "--model", "none", "--epochs", "1", "--num-train", "1024", "--num-test", "256",
-                          "--lr", "1e38", "--ctx", "cpu", "--out", str(tmp_path))
+    result = gluon_bn_cli(
+        "reproduce",
+        "--model",
+        "none",
+        "--epochs",
+        "1",
+        "--num-train",
+        "1024",
+        "--num-test",
+        "256",
+        "--lr",
+        "1e38",
+        "--ctx",
+        "cpu",
+        "--out",
+        str(tmp_path),
+    )
     assert result.returncode == 1
     assert result.stderr.startswith("gluon-bn: error: training diverged: loss")
     assert "at epoch 1, batch" in result.stderr and "try a lower learning rate" in result.stderr

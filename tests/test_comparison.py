@@ -1,4 +1,5 @@
 """The comparison harness: agreements hold, differences show and close, wrong layers are caught."""
+
 import mxnet as mx
 import pytest
 from mxnet.gluon import nn
@@ -15,17 +16,27 @@ SHAPES = [(64, 4, 5, 5), (32, 10), (8, 3, 2, 2)]
 @pytest.mark.parametrize("shape", SHAPES)
 def test_both_layers_agree_with_the_reference(name, shape):
     checks = check_layer(NORMS[name].layer, shape, name, steps=3)
-    assert [c.quantity for c in checks] == ["train output", "dX", "dgamma", "dbeta", "moving mean",
-                                            "moving var", "predict output"]
+    assert [c.quantity for c in checks] == [
+        "train output",
+        "dX",
+        "dgamma",
+        "dbeta",
+        "moving mean",
+        "moving var",
+        "predict output",
+    ]
     assert all(c.passed for c in checks), [c for c in checks if not c.passed]
 
 
-@pytest.mark.parametrize("mistake,shape,caught", [
-    ("unbiased", (8, 3, 2, 2), {"train output", "dX", "moving var", "predict output"}),
-    ("unbiased", (256, 120), {"train output", "moving var"}),
-    ("axis", (8, 3, 2, 2), {"train output", "dX", "moving mean", "moving var"}),
-    ("momentum", (32, 10), {"moving mean", "moving var", "predict output"}),
-])
+@pytest.mark.parametrize(
+    "mistake,shape,caught",
+    [
+        ("unbiased", (8, 3, 2, 2), {"train output", "dX", "moving var", "predict output"}),
+        ("unbiased", (256, 120), {"train output", "moving var"}),
+        ("axis", (8, 3, 2, 2), {"train output", "dX", "moving mean", "moving var"}),
+        ("momentum", (32, 10), {"moving mean", "moving var", "predict output"}),
+    ],
+)
 def test_harness_catches_a_wrong_layer(mistake, shape, caught):
     checks = check_layer(wrong_layer(mistake), shape, f"wrong-{mistake}")
     failed = {c.quantity for c in checks if not c.passed}
@@ -39,8 +50,13 @@ def test_harness_refuses_a_block_it_cannot_read():
 
 def test_every_known_difference_shows_and_closes_on_cpu():
     rows = {d.name: d for d in known_differences(mx.cpu())}
-    assert set(rows) == {"initial moving_var", "update in forward vs backward", "running-variance estimator",
-                         "momentum convention", "eps convention"}
+    assert set(rows) == {
+        "initial moving_var",
+        "update in forward vs backward",
+        "running-variance estimator",
+        "momentum convention",
+        "eps convention",
+    }
     for d in rows.values():
         assert d.ok and d.closes, d
         assert d.explanation

@@ -1,4 +1,5 @@
 """Fashion-MNIST: where it is found, how it is verified, what the batches look like."""
+
 import gzip
 from pathlib import Path
 
@@ -44,6 +45,7 @@ def test_full_set_sizes_and_labels(real_data_dir):
 def test_training_batches_reshuffle_each_epoch_and_repeat_with_a_seed(real_data_dir):
     def labels(loader):
         return np.concatenate([y.asnumpy() for _, y in loader])
+
     a, _ = load_data_fashion_mnist(100, num_train=500, seed=7)
     b, _ = load_data_fashion_mnist(100, num_train=500, seed=7)
     first, second = labels(a), labels(a)
@@ -61,8 +63,11 @@ def test_resize_gives_the_requested_size(real_data_dir):
 def test_search_order(monkeypatch, tmp_path):
     monkeypatch.setenv("GLUON_BN_DATA", str(tmp_path / "mine"))
     monkeypatch.setenv("MXNET_HOME", str(tmp_path / "mx"))
-    assert fashion_mnist.candidate_dirs() == [tmp_path / "mine", tmp_path / "mx" / "datasets" / "fashion-mnist",
-                                     fashion_mnist.DEBIAN_DIR]
+    assert fashion_mnist.candidate_dirs() == [
+        tmp_path / "mine",
+        tmp_path / "mx" / "datasets" / "fashion-mnist",
+        fashion_mnist.DEBIAN_DIR,
+    ]
     assert fashion_mnist.candidate_dirs(tmp_path / "given") == [tmp_path / "given"]
     monkeypatch.delenv("GLUON_BN_DATA")
     monkeypatch.delenv("MXNET_HOME")
@@ -123,6 +128,7 @@ def test_mixed_releases_are_refused(data_copy, monkeypatch):
     content[-1] = (content[-1] + 1) % 10
     path.write_bytes(gzip.compress(bytes(content)))
     import hashlib
+
     other = {name: fashion_mnist.Digest(None, None) for name in fashion_mnist.FILES}
     other[fashion_mnist.TEST_LABELS] = fashion_mnist.Digest(hashlib.sha256(bytes(content)).hexdigest(), None)
     monkeypatch.setitem(fashion_mnist.RELEASES, "other", other)
@@ -154,7 +160,11 @@ def test_download_from_a_mirror_lands_verified_files(isolated, mirror):
 
 def test_default_download_goes_to_mxnet_cache(isolated, mirror):
     mirror()
-    assert fashion_mnist.find_data_dir() == fashion_mnist.mxnet_cache_dir() == isolated / "mxnet-home" / "datasets" / "fashion-mnist"
+    assert (
+        fashion_mnist.find_data_dir()
+        == fashion_mnist.mxnet_cache_dir()
+        == isolated / "mxnet-home" / "datasets" / "fashion-mnist"
+    )
 
 
 def test_download_cut_halfway_leaves_nothing_behind(isolated, mirror):

@@ -1,4 +1,5 @@
 """Several devices: --ctx lists, batch splitting, and what each BN kind does with its moving statistics."""
+
 import tempfile
 import warnings
 from pathlib import Path

@@ -1,5 +1,6 @@
 """The README is a front page and docs/ holds the rest: every link and every named path leads somewhere, the front
 page stays short and links every page, and dated measurements live in docs/measurements.md only."""
+
 import re
 from pathlib import Path
 

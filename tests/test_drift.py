@@ -1,4 +1,5 @@
 """Two LeNets of one architecture: copying one's state into the other, and measuring their drift."""
+
 import pytest
 from mxnet import autograd, init, nd
 

@@ -1,4 +1,5 @@
 """FastBatchNorm: the chapter's numbers from one compiled graph, in LeNet, under hybridize()."""
+
 import json
 from dataclasses import replace
 from unittest import mock
@@ -34,8 +35,14 @@ def test_harness_still_tells_a_wrong_layer_apart():
 
 
 @settings(max_examples=20, deadline=None)
-@given(n=st.integers(2, 9), c=st.integers(1, 4), hw=st.integers(1, 4), conv=st.booleans(),
-       loc=st.floats(-100, 100), scale=st.floats(0.01, 100))
+@given(
+    n=st.integers(2, 9),
+    c=st.integers(1, 4),
+    hw=st.integers(1, 4),
+    conv=st.booleans(),
+    loc=st.floats(-100, 100),
+    scale=st.floats(0.01, 100),
+)
 def test_fast_matches_the_chapters_layer_step_by_step(n, c, hw, conv, loc, scale):
     shape = (n, c, hw, hw) if conv else (n, c)
     rng = np.random.default_rng(n * 100 + c * 10 + hw)
@@ -56,7 +63,7 @@ def test_fast_matches_the_chapters_layer_step_by_step(n, c, hw, conv, loc, scale
             grads.append((Y.asnumpy(), X.grad.asnumpy(), layer.gamma.grad().asnumpy()))
         for a, b in zip(*grads):
             np.testing.assert_allclose(a, b, rtol=1e-3, atol=tol * max(1.0, np.abs(b).max()))
-    np.testing.assert_allclose(fast.moving_var.asnumpy(), slow.moving_var.asnumpy(), rtol=1e-4, atol=1e-6 * scale ** 2)
+    np.testing.assert_allclose(fast.moving_var.asnumpy(), slow.moving_var.asnumpy(), rtol=1e-4, atol=1e-6 * scale**2)
     np.testing.assert_allclose(fast(x).asnumpy(), slow(x).asnumpy(), rtol=1e-3, atol=tol)
 
 
@@ -110,7 +117,10 @@ def _operators_compiled(layer, folder):
             block.export(str(folder / f"graph{len(found)}"))
         except (AttributeError, RuntimeError):  # not a HybridBlock, or never run compiled
             return
-        found.update(node["op"] for node in json.loads((folder / f"graph{len(found)}-symbol.json").read_text())["nodes"])
+        found.update(
+            node["op"] for node in json.loads((folder / f"graph{len(found)}-symbol.json").read_text())["nodes"]
+        )
+
     layer.apply(export)
     return found
 
@@ -122,8 +132,10 @@ def test_fast_layer_never_runs_mxnets_batchnorm_operator(shape, tmp_path):
     for name, layer in layers.items():
         layer.initialize()
         layer.hybridize()
-        seen[name] = (_operators_run(layer, nd.random.normal(shape=shape), tmp_path / f"{name}.json"),
-                      _operators_compiled(layer, tmp_path))
+        seen[name] = (
+            _operators_run(layer, nd.random.normal(shape=shape), tmp_path / f"{name}.json"),
+            _operators_compiled(layer, tmp_path),
+        )
     batchnorm = lambda ops: {op for op in ops if "batchnorm" in op.lower()}  # noqa: E731
     ran, compiled = seen["fast"]
     assert "dot" in compiled and "_backward_dot" in ran  # both views see the fast layer's own graph
@@ -153,7 +165,9 @@ def _one_step_gaps(fast_layer, batches):
     mx.random.seed(0)
     chapter = lenet("scratch")
     chapter.initialize(init=init.Xavier())
-    with mock.patch.dict(norms.NORMS, fast=replace(norms.NORMS["fast"], layer=lambda c, num_dims: fast_layer(c, num_dims=num_dims))):
+    with mock.patch.dict(
+        norms.NORMS, fast=replace(norms.NORMS["fast"], layer=lambda c, num_dims: fast_layer(c, num_dims=num_dims))
+    ):
         fast = lenet("fast")
     fast.initialize()
     for net in (chapter, fast):
@@ -169,17 +183,26 @@ def _one_step_gaps(fast_layer, batches):
             with autograd.record():
                 l = loss(net(X), y).sum()
             l.backward()
-            got.append((l.asscalar(), [p.grad().asnumpy().ravel() for p in _learnable(net)],
-                        np.concatenate([s for layer in bn_layers(net) for s in get_stats(layer)])))
+            got.append(
+                (
+                    l.asscalar(),
+                    [p.grad().asnumpy().ravel() for p in _learnable(net)],
+                    np.concatenate([s for layer in bn_layers(net) for s in get_stats(layer)]),
+                )
+            )
         trainer.step(X.shape[0])  # only the chapter's LeNet moves on; the fast one copies it again
         (loss_c, grads_c, stats_c), (loss_f, grads_f, stats_f) = got
         whole = np.linalg.norm(np.concatenate(grads_c))
-        gaps.append({
-            "loss": abs(loss_f - loss_c) / abs(loss_c),
-            "gradient": np.linalg.norm(np.concatenate(grads_f) - np.concatenate(grads_c)) / whole,
-            "worst parameter": max(np.linalg.norm(f - c) / (np.linalg.norm(c) + 1e-4 * whole)
-                                   for f, c in zip(grads_f, grads_c)),
-            "statistics": float(np.max(np.abs(stats_f - stats_c) / (np.abs(stats_c) + 1e-6)))})
+        gaps.append(
+            {
+                "loss": abs(loss_f - loss_c) / abs(loss_c),
+                "gradient": np.linalg.norm(np.concatenate(grads_f) - np.concatenate(grads_c)) / whole,
+                "worst parameter": max(
+                    np.linalg.norm(f - c) / (np.linalg.norm(c) + 1e-4 * whole) for f, c in zip(grads_f, grads_c)
+                ),
+                "statistics": float(np.max(np.abs(stats_f - stats_c) / (np.abs(stats_c) + 1e-6))),
+            }
+        )
     return gaps
 
 
@@ -194,6 +217,7 @@ ROUNDING = {"loss": 1e-5, "gradient": 1e-3, "worst parameter": 0.3, "statistics"
 @pytest.fixture(scope="module")
 def twelve_batches(real_data_dir):
     from gluon_bn import load_data_fashion_mnist
+
     train_iter, _ = load_data_fashion_mnist(256, num_train=256 * 12, seed=0)
     return list(train_iter)
 

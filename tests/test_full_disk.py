@@ -4,6 +4,7 @@ line naming the path, exit 1; what was written before stays whole, and ``--resum
 The disk is a small tmpfs the test mounts (so these tests need root; CI runs as root), filled at an
 exact point of the write by the ``fill`` fault.
 """
+
 import json
 import os
 import subprocess
@@ -13,8 +14,20 @@ from netns_hosts import skip_or_fail
 
 from gluon_bn.reliability import faults
 
-SETTINGS = ["--model", "both", "--num-train", "1024", "--num-test", "256", "--batch-size", "256",
-            "--seed", "3", "--epochs", "2"]
+SETTINGS = [
+    "--model",
+    "both",
+    "--num-train",
+    "1024",
+    "--num-test",
+    "256",
+    "--batch-size",
+    "256",
+    "--seed",
+    "3",
+    "--epochs",
+    "2",
+]
 
 pytestmark = pytest.mark.system  # as root: namespaces, sshd or a tmpfs (conftest marks them slow too)
 
@@ -34,8 +47,10 @@ def small_disk(tmp_path):
 
 def _histories(out):
     record = json.loads((out / "reproduce.json").read_text())
-    return {name: [{k: v for k, v in e.items() if k != "time"} for e in run["history"]]
-            for name, run in record["results"].items()}
+    return {
+        name: [{k: v for k, v in e.items() if k != "time"} for e in run["history"]]
+        for name, run in record["results"].items()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -46,24 +61,32 @@ def uninterrupted(tmp_path_factory, gluon_bn_cli):
     return _histories(out)
 
 
-@pytest.mark.parametrize("fault, failing", [
-    ("fill@checkpoint:model=gluon,number=2", "checkpoints/gluon/ckpt-000002"),  # half-way through a checkpoint
-    ("fill@open:file=reproduce.json,n=2", "reproduce.json"),                   # the record after the second model
-])
+@pytest.mark.parametrize(
+    "fault, failing",
+    [
+        ("fill@checkpoint:model=gluon,number=2", "checkpoints/gluon/ckpt-000002"),  # half-way through a checkpoint
+        ("fill@open:file=reproduce.json,n=2", "reproduce.json"),  # the record after the second model
+    ],
+)
 def test_a_full_disk_stops_in_one_line_keeps_what_was_written_and_resume_continues(
-        fault, failing, small_disk, uninterrupted, gluon_bn_cli):
+    fault, failing, small_disk, uninterrupted, gluon_bn_cli
+):
     out, ballast = small_disk / "out", small_disk / "ballast"
     env = {**os.environ, faults.BALLAST_ENV: str(ballast)}
     full = gluon_bn_cli("reproduce", *SETTINGS, "--out", str(out), fault=fault, env=env)
     assert full.returncode == 1, full.stderr[-3000:]
-    assert full.stderr.strip() == (f"gluon-bn: error: {out / failing}: no space left on device; free some space "
-                                   "there or choose another --out (reproduce and exercise then continue with --resume)")
+    assert full.stderr.strip() == (
+        f"gluon-bn: error: {out / failing}: no space left on device; free some space "
+        "there or choose another --out (reproduce and exercise then continue with --resume)"
+    )
     assert ballast.stat().st_size > 3 * 2**20  # the fault filled the disk
     record = json.loads((out / "reproduce.json").read_text())  # the record of the first model, whole
     assert record["complete"] is False and _histories(out) == {"scratch": uninterrupted["scratch"]}
     latest = json.loads((out / "checkpoints" / "gluon" / "latest.json").read_text())
     assert latest["number"] == (1 if "checkpoint" in fault else 2)
-    assert sorted(p.name for p in (out / "checkpoints" / "gluon").iterdir()) == sorted(["latest.json", latest["folder"]])
+    assert sorted(p.name for p in (out / "checkpoints" / "gluon").iterdir()) == sorted(
+        ["latest.json", latest["folder"]]
+    )
     ballast.unlink()
     resumed = gluon_bn_cli("reproduce", *SETTINGS, "--out", str(out), "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]

@@ -1,4 +1,5 @@
 """The chapter's batch_norm and BatchNorm against the float64 reference of the formulas, and on bad input."""
+
 import mxnet as mx
 import numpy as np
 import pytest
@@ -56,8 +57,7 @@ def test_batch_norm_gradients_match_analytic(shape, training):
     x, gamma, beta, mm, mv = _inputs(shape, seed=1)
     dy = np.random.default_rng(2).normal(size=shape).astype(np.float32)
     *_, dx, dgamma, dbeta = _run(x, gamma, beta, mm, mv, training, dy)
-    ref_dx, ref_dgamma, ref_dbeta = bn_backward(x, gamma, dy, training=training,
-                                                moving_mean=mm, moving_var=mv)
+    ref_dx, ref_dgamma, ref_dbeta = bn_backward(x, gamma, dy, training=training, moving_mean=mm, moving_var=mv)
     np.testing.assert_allclose(dx, ref_dx, rtol=1e-3, atol=1e-5)
     np.testing.assert_allclose(dgamma.reshape(-1), ref_dgamma, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(dbeta.reshape(-1), ref_dbeta, rtol=1e-4, atol=1e-4)
@@ -92,8 +92,14 @@ def test_batch_norm_rejects_other_ranks_naming_the_shape(shape, training):
 
 
 @settings(max_examples=25, deadline=None)
-@given(n=st.integers(2, 9), c=st.integers(1, 4), hw=st.integers(1, 4), conv=st.booleans(),
-       scale=st.floats(0.1, 100.0), training=st.booleans())
+@given(
+    n=st.integers(2, 9),
+    c=st.integers(1, 4),
+    hw=st.integers(1, 4),
+    conv=st.booleans(),
+    scale=st.floats(0.1, 100.0),
+    training=st.booleans(),
+)
 def test_batch_norm_property_against_reference(n, c, hw, conv, scale, training):
     shape = (n, c, hw, hw) if conv else (n, c)
     x, gamma, beta, mm, mv = _inputs(shape, seed=n * 100 + c * 10 + hw)
@@ -102,7 +108,7 @@ def test_batch_norm_property_against_reference(n, c, hw, conv, scale, training):
     ref_y, ref_mm, ref_mv = bn_forward(x, gamma, beta, mm, mv, training=training)
     np.testing.assert_allclose(y, ref_y, rtol=2e-3, atol=2e-3)
     np.testing.assert_allclose(new_mm.reshape(-1), ref_mm, rtol=1e-4, atol=1e-4 * scale)
-    np.testing.assert_allclose(new_mv.reshape(-1), ref_mv, rtol=1e-4, atol=1e-4 * scale ** 2)
+    np.testing.assert_allclose(new_mv.reshape(-1), ref_mv, rtol=1e-4, atol=1e-4 * scale**2)
 
 
 @pytest.mark.parametrize("num_dims,shape", [(2, (1, 7)), (4, (1, 7, 1, 1))])
@@ -151,6 +157,7 @@ def test_block_moves_its_moving_stats_to_the_input_context():
 
 # -- bad input to the layers -------------------------------------------------------------------
 
+
 def _layers(c, num_dims, ctx=None):
     scratch, gl = BatchNorm(c, num_dims), nn.BatchNorm(in_channels=c)
     for layer in (scratch, gl):
@@ -158,9 +165,14 @@ def _layers(c, num_dims, ctx=None):
     return scratch, gl
 
 
-@pytest.mark.parametrize("shape,match", [((4, 5), r"got input of shape \(4, 5\): expected 2-D with 3"),
-                                         ((4, 3, 2, 2), r"expected 2-D with 3 features"),
-                                         ((4, 3, 2), r"shape \(4, 3, 2\): expected 2-D")])
+@pytest.mark.parametrize(
+    "shape,match",
+    [
+        ((4, 5), r"got input of shape \(4, 5\): expected 2-D with 3"),
+        ((4, 3, 2, 2), r"expected 2-D with 3 features"),
+        ((4, 3, 2), r"shape \(4, 3, 2\): expected 2-D"),
+    ],
+)
 def test_block_names_a_shape_that_does_not_fit(shape, match):
     scratch, _ = _layers(3, 2)
     with pytest.raises(ValueError, match=match):
@@ -231,8 +243,15 @@ def test_net_on_two_contexts_uses_the_inputs_copy():
 
 
 @settings(max_examples=20, deadline=None)
-@given(n=st.integers(2, 8), c=st.integers(1, 5), hw=st.integers(1, 3), conv=st.booleans(),
-       loc=st.floats(-50, 50), scale=st.floats(0.01, 50), steps=st.integers(1, 3))
+@given(
+    n=st.integers(2, 8),
+    c=st.integers(1, 5),
+    hw=st.integers(1, 3),
+    conv=st.booleans(),
+    loc=st.floats(-50, 50),
+    scale=st.floats(0.01, 50),
+    steps=st.integers(1, 3),
+)
 def test_block_and_gluon_follow_the_reference_over_steps(n, c, hw, conv, loc, scale, steps):
     shape = (n, c, hw, hw) if conv else (n, c)
     rng = np.random.default_rng(n * 1000 + c * 100 + hw)
@@ -248,5 +267,5 @@ def test_block_and_gluon_follow_the_reference_over_steps(n, c, hw, conv, loc, sc
         ref_g, mm_g, mv_g = bn_forward(x, np.ones(c), np.zeros(c), mm_g, mv_g)
         np.testing.assert_allclose(ys.asnumpy(), ref_s, rtol=1e-3, atol=tol)
         np.testing.assert_allclose(yg.asnumpy(), ref_g, rtol=1e-3, atol=tol)
-    np.testing.assert_allclose(scratch.moving_var.asnumpy().ravel(), mv_s, rtol=1e-3, atol=1e-4 * scale ** 2)
-    np.testing.assert_allclose(gl.running_var.data().asnumpy(), mv_g, rtol=1e-3, atol=1e-4 * scale ** 2)
+    np.testing.assert_allclose(scratch.moving_var.asnumpy().ravel(), mv_s, rtol=1e-3, atol=1e-4 * scale**2)
+    np.testing.assert_allclose(gl.running_var.data().asnumpy(), mv_g, rtol=1e-3, atol=1e-4 * scale**2)

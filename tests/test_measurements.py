@@ -1,4 +1,5 @@
 """What the bench measures with: layer timings and their ratios, the d2l pipeline, memory, PyTorch's LeNet."""
+
 import time
 
 import mxnet as mx
@@ -19,7 +20,11 @@ def test_layer_timings_carry_ratios_to_the_baseline_measured_in_the_same_run():
     layers = {"gluon": NORMS["gluon"].layer, "fast": lambda c, d: FastBatchNorm(c, d)}
     rows = time_bn_layers(layers, shapes=((16, 3, 4, 4), (16, 5)), repeats=2, warmup=1)
     assert [(r["layer"], tuple(r["shape"])) for r in rows] == [
-        ("gluon", (16, 3, 4, 4)), ("fast", (16, 3, 4, 4)), ("gluon", (16, 5)), ("fast", (16, 5))]
+        ("gluon", (16, 3, 4, 4)),
+        ("fast", (16, 3, 4, 4)),
+        ("gluon", (16, 5)),
+        ("fast", (16, 5)),
+    ]
     for row in rows:
         base = next(r for r in rows if r["layer"] == "gluon" and r["shape"] == row["shape"])
         for key in ("forward", "backward", "forward_backward"):
@@ -87,13 +92,21 @@ def test_memory_sampling_sees_a_leak_and_a_flat_run(real_data_dir):
 def test_pytorch_lenet_matches_ours_and_trains(real_data_dir):
     pytest.importorskip("torch", reason="PyTorch is optional: the bench leaves its row out without it")
     from gluon_bn.performance import torch_lenet
+
     ours = lenet("gluon")
     ours.initialize()
     ours(nd.zeros((1, 1, 28, 28)))
     learnable = sum(p.data().size for p in ours.collect_params().values() if p.grad_req != "null")
     assert sum(p.numel() for p in torch_lenet.lenet_bn().parameters()) == learnable
     data = read_fashion_mnist()
-    result = torch_lenet.time_torch_epoch(data.train_images[:2048], data.train_labels[:2048], data.test_images[:512],
-                                          data.test_labels[:512], batch_size=128, lr=1.0, threads=1)
+    result = torch_lenet.time_torch_epoch(
+        data.train_images[:2048],
+        data.train_labels[:2048],
+        data.test_images[:512],
+        data.test_labels[:512],
+        batch_size=128,
+        lr=1.0,
+        threads=1,
+    )
     assert result["threads"] == 1 and result["epoch_s"] > 0
     assert result["loss"] < 2.3 and result["train_acc"] > 0.2  # it learns

@@ -1,4 +1,5 @@
 """The chapter's LeNet in its variants: the BN layer kinds, and the exercises' placements and options."""
+
 import mxnet as mx
 import pytest
 from mxnet import init, nd
@@ -8,8 +9,23 @@ from gluon_bn import BatchNorm, lenet
 from gluon_bn.chapter.models import PLACEMENTS, WHERE
 from gluon_bn.comparison.bnstate import bn_layers
 
-CHAPTER_ORDER = [nn.Conv2D, "BN", nn.Activation, nn.MaxPool2D, nn.Conv2D, "BN", nn.Activation,
-                 nn.MaxPool2D, nn.Dense, "BN", nn.Activation, nn.Dense, "BN", nn.Activation, nn.Dense]
+CHAPTER_ORDER = [
+    nn.Conv2D,
+    "BN",
+    nn.Activation,
+    nn.MaxPool2D,
+    nn.Conv2D,
+    "BN",
+    nn.Activation,
+    nn.MaxPool2D,
+    nn.Dense,
+    "BN",
+    nn.Activation,
+    nn.Dense,
+    "BN",
+    nn.Activation,
+    nn.Dense,
+]
 
 
 @pytest.mark.parametrize("norm,bn_type", [("scratch", BatchNorm), ("gluon", nn.BatchNorm)])
@@ -50,8 +66,9 @@ def test_lenet_variants_place_bn_where_asked(placement, where):
     kinds = [type(layer).__name__ for layer in net]
     assert kinds.count("BatchNorm") == {"all": 4, "conv": 2, "dense": 2}[where]
     first = kinds.index("BatchNorm")
-    assert kinds[first - 1] == ("Conv2D" if placement == "before" or False else "Activation") \
-        or (where == "dense" and kinds[first - 1] in ("Dense", "Activation"))
+    assert kinds[first - 1] == ("Conv2D" if placement == "before" or False else "Activation") or (
+        where == "dense" and kinds[first - 1] in ("Dense", "Activation")
+    )
     net.initialize()
     assert net(mx.nd.zeros((2, 1, 28, 28))).shape == (2, 10)
 

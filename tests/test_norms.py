@@ -1,4 +1,5 @@
 """The norm registry: one entry plus its layer makes a norm the LeNet, the CLI and reproduce all take."""
+
 import json
 
 import pytest
@@ -37,7 +38,10 @@ def test_what_can_run_each_norm_is_read_from_its_entry():
     assert norms.names(benched=True) == ("scratch", "gluon", "none", "fast")
     assert norms.names(sharded=True) == ("sync",)
     assert {n.name: n.devices for n in norms.NORMS.values() if n.devices} == {
-        "scratch": "scratch", "gluon": "gluon", "sync": "scratch"}
+        "scratch": "scratch",
+        "gluon": "gluon",
+        "sync": "scratch",
+    }
     assert norms.label("sync") == "synchronized BN" and norms.label("PyTorch") == "PyTorch"
 
 

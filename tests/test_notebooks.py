@@ -1,4 +1,5 @@
 """Every notebook runs top to bottom headless in quick mode and shows at least one figure."""
+
 import ast
 import re
 from pathlib import Path
@@ -9,9 +10,12 @@ from nbclient import NotebookClient
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 #: What each notebook prints only when its main cell really ran (and, for the comparison, every check passed).
-MARKERS = {"batch_norm.ipynb": r"^epoch 1, loss \d", "compare_with_gluon.ipynb": r"^(\d+) of \1 checks pass$",
-           "exercises.ipynb": r"^== nn\.BatchNorm, seed 1 ==$",
-           "multiple_devices.ipynb": r"^== synchronized BN LeNet on \[cpu\(0\), cpu\(1\)\] \(shared start\) ==$"}
+MARKERS = {
+    "batch_norm.ipynb": r"^epoch 1, loss \d",
+    "compare_with_gluon.ipynb": r"^(\d+) of \1 checks pass$",
+    "exercises.ipynb": r"^== nn\.BatchNorm, seed 1 ==$",
+    "multiple_devices.ipynb": r"^== synchronized BN LeNet on \[cpu\(0\), cpu\(1\)\] \(shared start\) ==$",
+}
 
 
 def test_there_are_notebooks():
@@ -24,8 +28,9 @@ def test_notebook_runs_in_quick_mode(path, tmp_path, monkeypatch, real_data_dir)
     monkeypatch.setenv("GLUON_BN_QUICK", "1")
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     nb = nbformat.read(path, as_version=4)
-    NotebookClient(nb, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()  # raises on any cell error
+    NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()  # raises on any cell error
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     assert any("image/png" in o.get("data", {}) for o in outputs), "no figure shown"

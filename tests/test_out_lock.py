@@ -1,6 +1,7 @@
 """One run at a time per --out: a second run into a held folder stops before training with one line naming the
 holder and exit 2, while the holder finishes its record; a holder killed with kill -9 does not block the next
 run; the lock module on its own (refused twice, released by the ``with``, shared with the holder's children)."""
+
 import json
 import os
 import re
@@ -42,8 +43,12 @@ def start_holding(tmp_path, real_data_dir):
     def start(out, *args):
         log = tmp_path / f"holder-{len(children)}"
         with open(f"{log}.out", "w") as stdout, open(f"{log}.err", "w") as stderr:
-            child = subprocess.Popen([sys.executable, "-m", "gluon_bn", *QUICK, "--data-dir", str(real_data_dir),
-                                      *args, "--out", str(out)], stdout=stdout, stderr=stderr, env=_env())
+            child = subprocess.Popen(
+                [sys.executable, "-m", "gluon_bn", *QUICK, "--data-dir", str(real_data_dir), *args, "--out", str(out)],
+                stdout=stdout,
+                stderr=stderr,
+                env=_env(),
+            )
         child.log_err = f"{log}.err"
         children.append(child)
         deadline = time.monotonic() + 180
@@ -62,22 +67,25 @@ def start_holding(tmp_path, real_data_dir):
 
 
 @pytest.mark.slow
-def test_a_second_run_into_a_held_out_stops_in_one_line_and_the_first_finishes(start_holding, tmp_path,
-                                                                               real_data_dir, gluon_bn_cli):
+def test_a_second_run_into_a_held_out_stops_in_one_line_and_the_first_finishes(
+    start_holding, tmp_path, real_data_dir, gluon_bn_cli
+):
     out = tmp_path / "out"
     first = start_holding(out, "--seed", "1")
     first.send_signal(signal.SIGSTOP)  # held, not finishing, however long the second takes to start on a busy machine
     try:
-        second = gluon_bn_cli(*QUICK, "--data-dir", str(real_data_dir), "--seed", "2", "--out", str(out),
-                              env=_env())
+        second = gluon_bn_cli(*QUICK, "--data-dir", str(real_data_dir), "--seed", "2", "--out", str(out), env=_env())
     finally:
         first.send_signal(signal.SIGCONT)
     assert second.returncode == 2, second.stderr
     lines = second.stderr.strip().splitlines()
     assert len(lines) == 1, second.stderr
-    assert re.fullmatch(rf"gluon-bn: error: --out {re.escape(str(out))} is in use by another gluon-bn run "
-                        rf"\(pid {first.pid}, started \d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d: gluon-bn reproduce "
-                        rf".*--seed 1 --out {re.escape(str(out))}\); {FIX}", lines[0]), lines[0]
+    assert re.fullmatch(
+        rf"gluon-bn: error: --out {re.escape(str(out))} is in use by another gluon-bn run "
+        rf"\(pid {first.pid}, started \d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d: gluon-bn reproduce "
+        rf".*--seed 1 --out {re.escape(str(out))}\); {FIX}",
+        lines[0],
+    ), lines[0]
     assert "training on" not in second.stdout and "Fashion-MNIST" not in second.stdout  # stopped before anything
     assert first.wait(timeout=300) == 0, open(first.log_err).read()[-2000:]
     record = json.loads((out / "reproduce.json").read_text())
@@ -86,15 +94,15 @@ def test_a_second_run_into_a_held_out_stops_in_one_line_and_the_first_finishes(s
 
 
 @pytest.mark.slow
-def test_a_holder_killed_with_sigkill_does_not_block_the_next_run(start_holding, tmp_path, real_data_dir,
-                                                                  gluon_bn_cli):
+def test_a_holder_killed_with_sigkill_does_not_block_the_next_run(start_holding, tmp_path, real_data_dir, gluon_bn_cli):
     out = tmp_path / "out"
     killed = start_holding(out, "--seed", "1")
     killed.send_signal(signal.SIGKILL)
     assert killed.wait(timeout=30) == -signal.SIGKILL
     assert _holder(out)["pid"] == killed.pid  # its lock file is still there, naming the dead run
-    nxt = gluon_bn_cli(*QUICK, "--data-dir", str(real_data_dir), "--model", "gluon", "--seed", "2",
-                       "--out", str(out), env=_env())
+    nxt = gluon_bn_cli(
+        *QUICK, "--data-dir", str(real_data_dir), "--model", "gluon", "--seed", "2", "--out", str(out), env=_env()
+    )
     assert nxt.returncode == 0, nxt.stderr
     record = json.loads((out / "reproduce.json").read_text())
     assert record["complete"] is True and record["config"]["seed"] == 2
@@ -105,9 +113,30 @@ def test_a_holder_killed_with_sigkill_does_not_block_the_next_run(start_holding,
 def test_a_launch_holds_its_workers_out_for_them(tmp_path, real_data_dir, gluon_bn_cli):
     """The workers write into the launcher's --out under its lock, and finish the job; another run is refused."""
     out = tmp_path / "out"
-    argv = [sys.executable, "-m", "gluon_bn", "launch", "--workers", "2", "--", "reproduce", "--kvstore", "dist_sync",
-            "--model", "gluon", "--epochs", "2", "--num-train", "1024", "--num-test", "256", "--data-dir",
-            str(real_data_dir), "--out", str(out)]
+    argv = [
+        sys.executable,
+        "-m",
+        "gluon_bn",
+        "launch",
+        "--workers",
+        "2",
+        "--",
+        "reproduce",
+        "--kvstore",
+        "dist_sync",
+        "--model",
+        "gluon",
+        "--epochs",
+        "2",
+        "--num-train",
+        "1024",
+        "--num-test",
+        "256",
+        "--data-dir",
+        str(real_data_dir),
+        "--out",
+        str(out),
+    ]
     launcher, lines = launch_until(argv, "[worker 0] kvstore dist_sync", job_env())
     launcher.send_signal(signal.SIGSTOP)  # the job goes on; the launcher, which holds the lock, cannot end meanwhile
     try:
@@ -124,6 +153,7 @@ def test_a_launch_holds_its_workers_out_for_them(tmp_path, real_data_dir, gluon_
 
 # -- the lock module -----------------------------------------------------------------------------
 
+
 def test_the_lock_file_names_its_holder_while_held_and_is_gone_after(tmp_path):
     with holding_out(tmp_path, ["gluon-bn", "reproduce", "--out", str(tmp_path)]) as held:
         holder = _holder(tmp_path)
@@ -139,8 +169,11 @@ def test_held_twice_in_one_process_is_refused_with_the_holder_and_the_fix(tmp_pa
             with holding_out(tmp_path, ["gluon-bn", "compare"]):
                 pytest.fail("held twice")
         assert err.value.exit_code == 2
-        assert re.fullmatch(rf"--out {re.escape(str(tmp_path))} is in use by another gluon-bn run \(pid {os.getpid()}, "
-                            rf"started [-\d]{{10}} [:\d]{{8}}: gluon-bn bench\); {FIX}", str(err.value)), str(err.value)
+        assert re.fullmatch(
+            rf"--out {re.escape(str(tmp_path))} is in use by another gluon-bn run \(pid {os.getpid()}, "
+            rf"started [-\d]{{10}} [:\d]{{8}}: gluon-bn bench\); {FIX}",
+            str(err.value),
+        ), str(err.value)
         assert _holder(tmp_path)["command"] == ["gluon-bn", "bench"]  # the refused run changed nothing
 
 
@@ -154,16 +187,21 @@ def test_released_on_leaving_the_with_also_by_an_exception(tmp_path):
 
 
 def test_a_lock_file_left_by_a_dead_holder_does_not_block(tmp_path):
-    (tmp_path / LOCK_NAME).write_text(json.dumps({"pid": 999999, "host": "h", "started": "2020-01-01T00:00:00+00:00",
-                                                  "command": ["gluon-bn", "reproduce"]}))
+    (tmp_path / LOCK_NAME).write_text(
+        json.dumps(
+            {"pid": 999999, "host": "h", "started": "2020-01-01T00:00:00+00:00", "command": ["gluon-bn", "reproduce"]}
+        )
+    )
     with holding_out(tmp_path, ["gluon-bn", "exercise"]):
         assert _holder(tmp_path)["pid"] == os.getpid()
 
 
-_TRY = ("import sys; from gluon_bn.reliability.out_lock import holding_out\n"
-        "from gluon_bn.reliability.errors import UsageError\n"
-        "try:\n    with holding_out(sys.argv[1], ['child']): print('held')\n"
-        "except UsageError as exc: print(exc)\n")
+_TRY = (
+    "import sys; from gluon_bn.reliability.out_lock import holding_out\n"
+    "from gluon_bn.reliability.errors import UsageError\n"
+    "try:\n    with holding_out(sys.argv[1], ['child']): print('held')\n"
+    "except UsageError as exc: print(exc)\n"
+)
 
 
 def test_a_child_started_by_the_holder_shares_it_and_others_are_refused(tmp_path):

@@ -1,4 +1,5 @@
-"""Ranges in pyproject.toml, the one lock that satisfies them, setup.sh's choice of Python, and a wheel with every module."""
+"""Ranges in pyproject.toml, the one lock that satisfies them, setup.sh's Python, and a wheel with every module."""
+
 import os
 import re
 import shutil
@@ -36,8 +37,9 @@ def _locked(python: str) -> dict[str, str]:
 def _ranges(python: str) -> list[Requirement]:
     """What gluon-bn asks for on ``python``: its dependencies, the CPU build of MXNet and the test tools."""
     project = PYPROJECT["project"]
-    texts = project["dependencies"] + project["optional-dependencies"]["mxnet"] + project[
-        "optional-dependencies"]["test"]
+    texts = (
+        project["dependencies"] + project["optional-dependencies"]["mxnet"] + project["optional-dependencies"]["test"]
+    )
     return [r for r in map(Requirement, texts) if not r.marker or r.marker.evaluate({"python_version": python})]
 
 
@@ -59,8 +61,9 @@ def test_the_ranges_are_ranges_and_mxnet_is_not_a_requirement():
     assert project["optional-dependencies"]["mxnet"] == ["mxnet==1.9.1"]
 
 
-@pytest.mark.parametrize("python, numpy", [("3.10", "1.23.5"), ("3.11", "1.23.5"), ("3.12", "1.26.4"),
-                                           ("3.13", "2.5.5")])
+@pytest.mark.parametrize(
+    "python, numpy", [("3.10", "1.23.5"), ("3.11", "1.23.5"), ("3.12", "1.26.4"), ("3.13", "2.5.5")]
+)
 def test_each_python_gets_the_numpy_that_has_wheels_for_it(python, numpy):
     locked = _locked(python)
     assert locked["mxnet"] == "1.9.1" and locked["d2l"] == "1.0.3" and locked["numpy"] == numpy
@@ -71,8 +74,9 @@ def test_each_python_gets_the_numpy_that_has_wheels_for_it(python, numpy):
 
 def test_setup_ci_and_conda_read_the_one_lock():
     assert re.search(r"^\s+- -r requirements\.lock$", (ROOT / "environment.yml").read_text(), re.M)
-    assert "uv\" pip sync --quiet --python \"$VENV/bin/python\" requirements.lock" in (
-        ROOT / "scripts/setup.sh").read_text()
+    assert (
+        'uv" pip sync --quiet --python "$VENV/bin/python" requirements.lock' in (ROOT / "scripts/setup.sh").read_text()
+    )
     assert '"requirements.lock"' in (ROOT / "scripts/noxfile.py").read_text()  # the wheel leg installs it with pip
 
 
@@ -98,8 +102,10 @@ def _fake_python(tmp_path, version: str) -> str:
 def test_setup_refuses_a_python_it_does_not_support_in_one_line(tmp_path):
     done = _setup(tmp_path, _fake_python(tmp_path, "3.9"))
     assert done.returncode == 1 and not (tmp_path / "venv").exists()
-    assert "is Python 3.9; gluon-bn runs on 3.10 to 3.13 (MXNet 1.9.1, the last release, has no wheels for " \
-           "others, and 3.14 is untested); install Python 3.13" in done.stderr.strip().splitlines()[-1]
+    assert (
+        "is Python 3.9; gluon-bn runs on 3.10 to 3.13 (MXNet 1.9.1, the last release, has no wheels for "
+        "others, and 3.14 is untested); install Python 3.13" in done.stderr.strip().splitlines()[-1]
+    )
     done = _setup(tmp_path, str(tmp_path / "no-such-python"))
     assert done.returncode == 1 and "does not run; point it at a Python 3.10 to 3.13" in done.stderr
 
@@ -130,18 +136,32 @@ def test_setup_finds_a_python_that_pyenv_has_but_does_not_enable(tmp_path):
     (venv / "bin").mkdir(parents=True)
     (venv / "bin" / "python").symlink_to(sys.executable)
     env = {**os.environ, "PATH": f"{shims}:{os.environ['PATH']}", "PYENV_ROOT": str(root)}
-    done = subprocess.run(["bash", str(ROOT / "scripts/setup.sh")], capture_output=True, text=True, timeout=60,
-                          env={**env, "PYTHON": f"python{asked}", "VENV": str(venv)})
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts/setup.sh")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**env, "PYTHON": f"python{asked}", "VENV": str(venv)},
+    )
     assert done.returncode == 1 and f"not {asked} from PYTHON=python{asked}" in done.stderr, done.stderr
 
 
 def test_the_wheel_holds_every_module_of_the_package(tmp_path):
     """Built from a clean copy: a ``build/`` folder left in the tree would fill in what the config leaves out."""
     source_copy = tmp_path / "src"
-    shutil.copytree(ROOT, source_copy, ignore=shutil.ignore_patterns(".git", ".venv*", ".nox", "build", "results",
-                                                                       "*.egg-info", "__pycache__", ".hypothesis"))
-    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path),
-                           str(source_copy)], capture_output=True, text=True, timeout=300)
+    shutil.copytree(
+        ROOT,
+        source_copy,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv*", ".nox", "build", "results", "*.egg-info", "__pycache__", ".hypothesis"
+        ),
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path), str(source_copy)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     (wheel,) = tmp_path.glob("gluon_bn-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
@@ -174,7 +194,8 @@ def test_the_readme_using_the_pieces_code_runs_unchanged_in_a_fresh_python_mxnet
     """The README's code block, as written, in a new interpreter; only its loader is handed a real subset."""
     block = fenced_block("Using the pieces", "python")
     assert block.startswith("import mxnet")
-    done = subprocess.run([sys.executable, "-c", ON_A_REAL_SUBSET + block + REPORT_PIECES], capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-c", ON_A_REAL_SUBSET + block + REPORT_PIECES], capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "epochs [1, 2, 3, 4, 5] gamma (1, 6, 1, 1)" in done.stdout

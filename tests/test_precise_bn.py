@@ -1,4 +1,5 @@
 """Precise BN: recompute_bn_stats gives the population statistics, swap_bn_stats swaps them in and out."""
+
 import mxnet as mx
 import numpy as np
 import pytest
@@ -76,6 +77,7 @@ def test_swapping_statistics_keeps_each_devices_copy(real_data_dir):
 
     from gluon_bn.comparison.bnstate import layer_stat_copies
     from gluon_bn.parallel.devices import forward_shards, split_batch
+
     ctx = [mx.cpu(0), mx.cpu(1)]
     net = lenet("gluon")
     net.initialize(ctx=ctx)
@@ -87,7 +89,10 @@ def test_swapping_statistics_keeps_each_devices_copy(real_data_dir):
     before = [layer_stat_copies(layer) for layer in bn_layers(net)]
     assert not np.array_equal(before[0][0][0], before[0][1][0])
     replaced = swap_bn_stats(net, [(np.zeros_like(m), np.ones_like(v)) for (m, v), _ in before], ctx)
-    assert all(np.array_equal(layer_stat_copies(layer)[1][0], np.zeros_like(m)) for layer, ((m, _), _) in zip(bn_layers(net), before))
+    assert all(
+        np.array_equal(layer_stat_copies(layer)[1][0], np.zeros_like(m))
+        for layer, ((m, _), _) in zip(bn_layers(net), before)
+    )
     swap_bn_stats(net, replaced, ctx)
     after = [layer_stat_copies(layer) for layer in bn_layers(net)]
     for a, b in zip(before, after):

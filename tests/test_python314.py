@@ -6,6 +6,7 @@ them: each row quotes the 3.13.0 lines that do (checked below against a 3.13 int
 ``collections.abc.ByteString`` and ``typing.ByteString`` are left out although 3.13 says "remove=(3, 14)": 3.14
 postponed that removal to 3.17. The scan reads the source with ``ast`` and never imports MXNet.
 """
+
 import ast
 import functools
 import importlib
@@ -40,8 +41,10 @@ def _q(file: str, lines: str, *says: str) -> Quote:
 
 _R314 = "remove=(3, 14)"
 _AST = (_q("ast.py", "1823-1831", "'Num', 'Str', 'Bytes', 'NameConstant', 'Ellipsis'", 'f"ast.{name}"', _R314),)
-_RESOURCES_ABC = (_q("importlib/abc.py", "33-35", "_resources_abc.__all__", _R314),
-                  _q("importlib/resources/abc.py", "13", '"ResourceReader", "Traversable", "TraversableResources"'))
+_RESOURCES_ABC = (
+    _q("importlib/abc.py", "33-35", "_resources_abc.__all__", _R314),
+    _q("importlib/resources/abc.py", "13", '"ResourceReader", "Traversable", "TraversableResources"'),
+)
 _SQLITE_NAMES = _q("sqlite3/dbapi2.py", "30", '_deprecated_names = frozenset({"version", "version_info"})')
 _SQLITE = (_SQLITE_NAMES, _q("sqlite3/__init__.py", "63-67", "_deprecated_names", "removed in Python 3.14"))
 _DBAPI2 = (_SQLITE_NAMES, _q("sqlite3/dbapi2.py", "101-105", "_deprecated_names", "removed in Python 3.14"))
@@ -61,8 +64,11 @@ def _delegating(name: str, lines: str) -> tuple[Quote, ...]:
 
 
 REMOVED_IN_314: dict[tuple[str, str], tuple[Quote, ...]] = {
-    ("ast", "Num"): _AST, ("ast", "Str"): _AST, ("ast", "Bytes"): _AST,
-    ("ast", "NameConstant"): _AST, ("ast", "Ellipsis"): _AST,
+    ("ast", "Num"): _AST,
+    ("ast", "Str"): _AST,
+    ("ast", "Bytes"): _AST,
+    ("ast", "NameConstant"): _AST,
+    ("ast", "Ellipsis"): _AST,
     ("asyncio", "AbstractChildWatcher"): _watcher("AbstractChildWatcher", "893-896"),
     ("asyncio", "SafeChildWatcher"): _watcher("SafeChildWatcher", "1078-1081"),
     ("asyncio", "FastChildWatcher"): _watcher("FastChildWatcher", "1161-1164"),
@@ -76,39 +82,54 @@ REMOVED_IN_314: dict[tuple[str, str], tuple[Quote, ...]] = {
     ("pkgutil", "find_loader"): (_q("pkgutil.py", "301-304", '"pkgutil.find_loader"', _R314),),
     ("pty", "master_open"): (_q("pty.py", "38-44", "def master_open():", _PTY),),
     ("pty", "slave_open"): (_q("pty.py", "69-76", "def slave_open(tty_name):", _PTY),),
-    ("sqlite3", "version"): _SQLITE, ("sqlite3", "version_info"): _SQLITE,
-    ("sqlite3.dbapi2", "version"): _DBAPI2, ("sqlite3.dbapi2", "version_info"): _DBAPI2,
-    ("urllib.parse", "Quoter"): (_q("urllib/parse.py", "829-832", "if name == 'Quoter':",
-                                    "urllib.parse.Quoter will be removed in Python 3.14"),),
+    ("sqlite3", "version"): _SQLITE,
+    ("sqlite3", "version_info"): _SQLITE,
+    ("sqlite3.dbapi2", "version"): _DBAPI2,
+    ("sqlite3.dbapi2", "version_info"): _DBAPI2,
+    ("urllib.parse", "Quoter"): (
+        _q("urllib/parse.py", "829-832", "if name == 'Quoter':", "urllib.parse.Quoter will be removed in Python 3.14"),
+    ),
 }
 """Names 3.14 removed whose removal in 3.14 3.13 announces in so many words."""
 
-_URLOPENER = _q("urllib/request.py", "1684-1686", "%(class)s style of invoking requests is deprecated",
-                "DeprecationWarning")
+_URLOPENER = _q(
+    "urllib/request.py", "1684-1686", "%(class)s style of invoking requests is deprecated", "DeprecationWarning"
+)
 _ABSTRACT_WATCHER = _watcher("AbstractChildWatcher", "893-896")[0]
 
 REMOVED_IN_314_UNDATED_IN_313: dict[tuple[str, str], tuple[Quote, ...]] = {
     ("urllib.request", "URLopener"): (_q("urllib/request.py", "1670", "class URLopener:"), _URLOPENER),
-    ("urllib.request", "FancyURLopener"): (_q("urllib/request.py", "2120", "class FancyURLopener(URLopener):"),
-                                           _URLOPENER),
-    ("asyncio", "PidfdChildWatcher"): (_q("asyncio/unix_events.py", "954",
-                                          "class PidfdChildWatcher(AbstractChildWatcher)"), _ABSTRACT_WATCHER),
-    ("asyncio", "ThreadedChildWatcher"): (_q("asyncio/unix_events.py", "1384",
-                                             "class ThreadedChildWatcher(AbstractChildWatcher)"), _ABSTRACT_WATCHER),
+    ("urllib.request", "FancyURLopener"): (
+        _q("urllib/request.py", "2120", "class FancyURLopener(URLopener):"),
+        _URLOPENER,
+    ),
+    ("asyncio", "PidfdChildWatcher"): (
+        _q("asyncio/unix_events.py", "954", "class PidfdChildWatcher(AbstractChildWatcher)"),
+        _ABSTRACT_WATCHER,
+    ),
+    ("asyncio", "ThreadedChildWatcher"): (
+        _q("asyncio/unix_events.py", "1384", "class ThreadedChildWatcher(AbstractChildWatcher)"),
+        _ABSTRACT_WATCHER,
+    ),
 }
 """Also gone in 3.14, but 3.13 deprecates them without naming a version: URLopener has warned since 3.3, and these
 two watchers subclass ``AbstractChildWatcher``, whose removal 3.13 dates. Scanned all the same."""
 
 NOT_A_NAME: dict[str, tuple[Quote, ...]] = {
-    "ast.Constant's .n and .s": (_q("ast.py", "539", '"Attribute n"', _R314),
-                                 _q("ast.py", "554", '"Attribute s"', _R314)),
+    "ast.Constant's .n and .s": (
+        _q("ast.py", "539", '"Attribute n"', _R314),
+        _q("ast.py", "554", '"Attribute s"', _R314),
+    ),
     "argparse.BooleanOptionalAction(type=, choices=, metavar=)": (
-        _q("argparse.py", "868-875", "('type', 'choices', 'metavar')", _R314),),
+        _q("argparse.py", "868-875", "('type', 'choices', 'metavar')", _R314),
+    ),
     "email.utils.localtime(isdst=)": (_q("email/utils.py", "482-484", "'isdst' parameter to 'localtime'", _R314),),
     "pathlib.PurePath.relative_to(other, *more)": (
-        _q("pathlib/_local.py", "375-376", "PurePath.relative_to()", "removal in Python 3.14"),),
+        _q("pathlib/_local.py", "375-376", "PurePath.relative_to()", "removal in Python 3.14"),
+    ),
     "pathlib.PurePath.is_relative_to(other, *more)": (
-        _q("pathlib/_local.py", "398-399", "PurePath.is_relative_to()", "removal in Python 3.14"),),
+        _q("pathlib/_local.py", "398-399", "PurePath.is_relative_to()", "removal in Python 3.14"),
+    ),
     "pathlib.PurePath(**kwargs)": (_q("pathlib/_local.py", "500-502", "keyword arguments to pathlib.PurePath", _R314),),
 }
 """Removals that are a parameter or an attribute of any object, not a module's name: not scanned for."""
@@ -116,10 +137,12 @@ NOT_A_NAME: dict[str, tuple[Quote, ...]] = {
 WARNED_AT_RUN_TIME: dict[str, tuple[str, str]] = {
     "copy, deepcopy and pickle of itertools objects": (
         "import copy, itertools; copy.copy(itertools.count())",
-        "Pickle, copy, and deepcopy support will be removed from itertools in Python 3.14"),
+        "Pickle, copy, and deepcopy support will be removed from itertools in Python 3.14",
+    ),
     "sqlite3: named placeholders bound from a sequence": (
         "import sqlite3; sqlite3.connect(':memory:').execute('select :a', (1,)).close()",
-        "Starting with Python 3.14 an sqlite3.ProgrammingError will be raised"),
+        "Starting with Python 3.14 an sqlite3.ProgrammingError will be raised",
+    ),
 }
 """Removals announced by 3.13's C code, as (code that triggers the warning, what it says): not scanned for."""
 
@@ -152,8 +175,11 @@ def _nodes_with_timing(tree: ast.AST) -> Iterator[tuple[ast.AST, bool]]:
         yield node, deferred
         for field, value in ast.iter_fields(node):
             later = deferred or _runs_when_called(node, field)
-            stack.extend((child, later) for child in (value if isinstance(value, list) else [value])
-                         if isinstance(child, ast.AST))
+            stack.extend(
+                (child, later)
+                for child in (value if isinstance(value, list) else [value])
+                if isinstance(child, ast.AST)
+            )
 
 
 def _imported_names(tree: ast.AST) -> dict[str, str]:
@@ -191,8 +217,14 @@ def _names_read(node: ast.AST, bound: dict[str, str]) -> list[str]:
         return [f"{node.module}.{alias.name}" for alias in node.names]
     if isinstance(node, ast.Attribute):
         return [name] if (name := _resolved(_dotted(node), bound)) else []
-    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr"
-            and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str)):
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "getattr"
+        and len(node.args) >= 2
+        and isinstance(node.args[1], ast.Constant)
+        and isinstance(node.args[1].value, str)
+    ):
         module = _resolved(_dotted(node.args[0]), bound)
         return [f"{module}.{node.args[1].value}"] if module else []
     return []
@@ -217,8 +249,12 @@ def scan(root: Path, names: set[str]) -> tuple[set[Use], dict[str, str]]:
             unparseable[relative] = f"{type(exc).__name__}: {exc}"
             continue
         bound = _imported_names(tree)
-        uses |= {Use(relative, node.lineno, name, not deferred) for node, deferred in _nodes_with_timing(tree)
-                 for name in _names_read(node, bound) if name in names}
+        uses |= {
+            Use(relative, node.lineno, name, not deferred)
+            for node, deferred in _nodes_with_timing(tree)
+            for name in _names_read(node, bound)
+            if name in names
+        }
     return uses, unparseable
 
 
@@ -298,7 +334,7 @@ def _quote_mismatch(quote: Quote, stdlib: Path, exact: bool) -> str | None:
     lines = (stdlib / quote.file).read_text().splitlines()
     span = quote.last - quote.first + 1
     starts = [quote.first - 1] if exact else range(len(lines))
-    if any(all(said in "\n".join(lines[s:s + span]) for said in quote.says) for s in starts):
+    if any(all(said in "\n".join(lines[s : s + span]) for said in quote.says) for s in starts):
         return None
     return f"{quote.file}:{quote.first}-{quote.last} does not say {quote.says}"
 
@@ -335,13 +371,14 @@ def test_python_313_warns_of_each_run_time_removal(removal):
     if found is None:
         pytest.skip("no CPython 3.13 on this machine to run")
     code, says = WARNED_AT_RUN_TIME[removal]
-    done = subprocess.run([found[0], "-W", "error::DeprecationWarning", "-c", code], capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(
+        [found[0], "-W", "error::DeprecationWarning", "-c", code], capture_output=True, text=True, timeout=60
+    )
     assert "DeprecationWarning" in done.stderr and says in done.stderr, done.stderr
 
 
 SYNTHETIC = {
-    "uses.py": '''\
+    "uses.py": """\
 import pkgutil
 import urllib.request
 import urllib.parse as up
@@ -362,7 +399,7 @@ check = lambda node: isinstance(node, ast.Num)
 class Reader:
     def read(self):
         return getattr(up, "Quoter"), ast.Constant, urllib.request.urlopen, up.quote
-''',
+""",
     "unbound.py": "pkgutil.find_loader('x')\nfrom .pty import master_open\nclass ast: Num = 1\nast.Num\n",
     "broken.py": "def f(:\n",
 }
@@ -375,11 +412,20 @@ def test_the_scanner_finds_each_form(tmp_path):
     for name, text in SYNTHETIC.items():
         (package / name).write_text(text)
     uses, unparseable = scan(package, SCANNED)
-    expected = {(8, "pty.master_open", True), (9, "pkgutil.find_loader", True), (10, "urllib.parse.Quoter", True),
-                (11, "sqlite3.version_info", True), (12, "urllib.request.URLopener", True),
-                (13, "importlib.abc.Traversable", True), (14, "pty.slave_open", False),
-                (15, "urllib.request.FancyURLopener", False), (15, "pkgutil.get_loader", False),
-                (16, "ast.Num", False), (17, "importlib.abc.ResourceReader", True), (20, "urllib.parse.Quoter", False)}
+    expected = {
+        (8, "pty.master_open", True),
+        (9, "pkgutil.find_loader", True),
+        (10, "urllib.parse.Quoter", True),
+        (11, "sqlite3.version_info", True),
+        (12, "urllib.request.URLopener", True),
+        (13, "importlib.abc.Traversable", True),
+        (14, "pty.slave_open", False),
+        (15, "urllib.request.FancyURLopener", False),
+        (15, "pkgutil.get_loader", False),
+        (16, "ast.Num", False),
+        (17, "importlib.abc.ResourceReader", True),
+        (20, "urllib.parse.Quoter", False),
+    }
     assert {(u.line, u.name, u.at_import) for u in uses} == expected
     assert {u.path for u in uses} == {"pkg/uses.py"}
     assert list(unparseable) == ["pkg/broken.py"] and unparseable["pkg/broken.py"].startswith("SyntaxError")

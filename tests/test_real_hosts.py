@@ -6,6 +6,7 @@ interface listed first); a wrong address stops it before anything starts; kill -
 Ctrl-C and a failed worker leave no gluon-bn process on any host; a network cut stops the job within
 seconds, naming the host, and ``--resume`` then ends with the uninterrupted numbers.
 """
+
 import re
 import signal
 import subprocess
@@ -18,8 +19,20 @@ from netns_hosts import TestHosts, skip_or_fail, why_not
 
 from gluon_bn.runtime import threads
 
-SETTINGS = ["--model", "gluon", "--kvstore", "dist_sync", "--num-train", "4096", "--num-test", "1000",
-            "--batch-size", "256", "--seed", "5"]
+SETTINGS = [
+    "--model",
+    "gluon",
+    "--kvstore",
+    "dist_sync",
+    "--num-train",
+    "4096",
+    "--num-test",
+    "1000",
+    "--batch-size",
+    "256",
+    "--seed",
+    "5",
+]
 KEEPALIVE = "2"  # seconds: a cut is noticed after 3 unanswered keep-alives
 
 pytestmark = pytest.mark.system  # as root: needs namespaces, sshd or a tmpfs (conftest adds slow)
@@ -43,8 +56,23 @@ def _env(fault=None):
 
 def _argv(out, epochs, hosts=None, hosts_file=None, extra=()):
     where = ["--hosts", str(hosts_file), "--ssh", hosts.ssh, "--keepalive", KEEPALIVE] if hosts else []
-    return [sys.executable, "-m", "gluon_bn", "launch", "--workers", "2", *where, *extra, "--", "reproduce",
-            *SETTINGS, "--epochs", str(epochs), "--out", str(out)]
+    return [
+        sys.executable,
+        "-m",
+        "gluon_bn",
+        "launch",
+        "--workers",
+        "2",
+        *where,
+        *extra,
+        "--",
+        "reproduce",
+        *SETTINGS,
+        "--epochs",
+        str(epochs),
+        "--out",
+        str(out),
+    ]
 
 
 def _run(argv, fault=None):
@@ -77,7 +105,9 @@ def one_machine(hosts, tmp_path_factory):  # after ``hosts``: skipped with it
     return history(out, "gluon")
 
 
-def test_two_hosts_give_the_one_machine_numbers_and_each_node_binds_its_host_address(one_machine, hosts, tmp_path, start):
+def test_two_hosts_give_the_one_machine_numbers_and_each_node_binds_its_host_address(
+    one_machine, hosts, tmp_path, start
+):
     hosts_file = hosts.hosts_file(tmp_path / "hosts")
     launcher, lines = start(_argv(tmp_path, 3, hosts, hosts_file), "[worker 0] epoch 1,")
     listening = [hosts.listening(netns) for netns in hosts.netns]
@@ -112,11 +142,17 @@ def test_a_wrong_address_or_interface_stops_the_job_before_it_starts(hosts, tmp_
     config = tmp_path / "ssh_config"
     config.write_text(f"Host {nat}\n  HostName {hosts.addresses[1]}\n  HostKeyAlias {hosts.addresses[1]}\n")
     said = refused([first, f"root@{nat}"], ssh=hosts.ssh.replace("-F /dev/null", f"-F {config}"))
-    assert re.fullmatch(rf"line 2: {re.escape(nat)} is not an address of \S+ \(Cannot assign requested address\); "
-                        "write an address of one of its interfaces", said), said
+    assert re.fullmatch(
+        rf"line 2: {re.escape(nat)} is not an address of \S+ \(Cannot assign requested address\); "
+        "write an address of one of its interfaces",
+        said,
+    ), said
     said = refused([first, second], extra=["--interface", "wlan7"])
-    assert re.fullmatch(r"line \d: \S+ has no interface 'wlan7' \(it has lo, decoy1, decoy0, eth0\); "
-                        "check the interface's name", said), said
+    assert re.fullmatch(
+        r"line \d: \S+ has no interface 'wlan7' \(it has lo, decoy1, decoy0, eth0\); "
+        "check the interface's name",
+        said,
+    ), said
 
 
 def _kill_launcher(launcher):
@@ -127,11 +163,15 @@ def _ctrl_c(launcher):
     launcher.send_signal(signal.SIGINT)
 
 
-@pytest.mark.parametrize("stop, fault", [
-    (_kill_launcher, None),
-    (_ctrl_c, None),
-    (None, "kill@batch:model=gluon,epoch=1,batch=3,rank=1"),  # a worker dies
-], ids=["kill -9 of the launcher", "Ctrl-C", "a failed worker"])
+@pytest.mark.parametrize(
+    "stop, fault",
+    [
+        (_kill_launcher, None),
+        (_ctrl_c, None),
+        (None, "kill@batch:model=gluon,epoch=1,batch=3,rank=1"),  # a worker dies
+    ],
+    ids=["kill -9 of the launcher", "Ctrl-C", "a failed worker"],
+)
 def test_nothing_is_left_running_on_any_host(stop, fault, hosts, tmp_path, start):
     hosts_file = hosts.hosts_file(tmp_path / "hosts")
     argv = _argv(tmp_path, 3, hosts, hosts_file)
@@ -139,8 +179,12 @@ def test_nothing_is_left_running_on_any_host(stop, fault, hosts, tmp_path, start
         done = _run(argv, fault)
         assert done.returncode == 1
         on = "|".join(re.escape(a) for a in hosts.addresses)  # ps-lite ranks the workers as they connect
-        assert re.search(rf"^launch: worker 1 on root@({on}) \(pid \d+\) was killed by "
-                         r"SIGKILL; stopping the other 3 process\(es\)$", done.stdout, re.M), done.stdout[-3000:]
+        assert re.search(
+            rf"^launch: worker 1 on root@({on}) \(pid \d+\) was killed by "
+            r"SIGKILL; stopping the other 3 process\(es\)$",
+            done.stdout,
+            re.M,
+        ), done.stdout[-3000:]
         text = done.stdout
     else:
         launcher, lines = start(argv, "[worker 0] training on")
@@ -164,9 +208,13 @@ def test_a_network_cut_stops_the_job_within_seconds_and_resume_continues(one_mac
         text = "".join(lines) + rest
         assert launcher.returncode == 1, text[-3000:]
         cut = re.escape(hosts.addresses[1])
-        assert re.search(rf"^launch: worker [01] on root@{cut} \(pid \d+\) lost its ssh connection to root@{cut} "
-                         r"\(ssh exited 255; last line: Timeout, server \S+ not responding\.\); stopping the "
-                         r"other 3 process\(es\)$", text, re.M), text[-3000:]
+        assert re.search(
+            rf"^launch: worker [01] on root@{cut} \(pid \d+\) lost its ssh connection to root@{cut} "
+            r"\(ssh exited 255; last line: Timeout, server \S+ not responding\.\); stopping the "
+            r"other 3 process\(es\)$",
+            text,
+            re.M,
+        ), text[-3000:]
         assert noticed < 30, noticed
         print(f"the cut was noticed after {noticed:.1f} s (keep-alive {KEEPALIVE} s)")
         assert hosts.left_running(timeout=30) == []  # host 2's tether, unheard from, stopped its worker

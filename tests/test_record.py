@@ -1,5 +1,6 @@
 """The record's one schema: versioned with its digest, enforced when a record is written and read,
 and an older record still resumes while an unknown one is refused in one line."""
+
 import copy
 import hashlib
 import json
@@ -17,12 +18,23 @@ DIGESTS = {"gluon-bn-record/2": "c1d560003ae1103f3acb73a10b905c2bf630b7e37a6f7d4
 
 EPOCH = {"epoch": 1, "loss": 0.5, "train_acc": 0.8, "test_acc": 0.79, "time": 3.2}
 RECORD = {
-    "format": schema.FORMAT, "command": "reproduce", "config": {"lr": 1.0},
-    "environment": {"python": "3.11.7", "platform": "Linux", "machine": "x86_64", "cpu": "a CPU", "cpu_count": 2,
-                    "context": "cpu(0)", "devices": 1, "packages": {"mxnet": "1.9.1"},
-                    "threads": {"operator_threads": 2, "python_thread": 1}},
+    "format": schema.FORMAT,
+    "command": "reproduce",
+    "config": {"lr": 1.0},
+    "environment": {
+        "python": "3.11.7",
+        "platform": "Linux",
+        "machine": "x86_64",
+        "cpu": "a CPU",
+        "cpu_count": 2,
+        "context": "cpu(0)",
+        "devices": 1,
+        "packages": {"mxnet": "1.9.1"},
+        "threads": {"operator_threads": 2, "python_thread": 1},
+    },
     "data": {"directory": "/usr/share/datasets/fashion-mnist", "release": "current"},
-    "complete": True, "wall_time": 4.0,
+    "complete": True,
+    "wall_time": 4.0,
     "results": {"scratch": {"history": [EPOCH], "first_bn": {"gamma": [1.0], "beta": [0.0]}, "wall_time": 3.9}},
 }
 
@@ -31,7 +43,8 @@ def test_the_schema_changes_only_with_its_format_version():
     digest = hashlib.sha256(json.dumps(schema.SCHEMA, sort_keys=True).encode()).hexdigest()
     assert DIGESTS.get(schema.FORMAT) == digest, (
         f"the record schema changed: give it a new FORMAT (now {schema.FORMAT}), add its digest {digest} to "
-        "DIGESTS, and say in READABLE whether records of the old format still load")
+        "DIGESTS, and say in READABLE whether records of the old format still load"
+    )
     assert schema.FORMAT not in schema.READABLE
 
 
@@ -39,14 +52,17 @@ def test_a_record_that_follows_the_schema_passes():
     schema.validate(RECORD)
 
 
-@pytest.mark.parametrize("break_it, where", [
-    (lambda r: r.pop("complete"), "the top level: 'complete' is a required property"),
-    (lambda r: r["results"]["scratch"]["history"][0].update(loss="low"), "results/scratch/history/0/loss"),
-    (lambda r: r.update(command="train"), "command"),
-    (lambda r: r.update(comment="extra"), "Additional properties are not allowed"),
-    (lambda r: r.update(command="compare"), "at results: "),
-    (lambda r: r["environment"]["threads"].pop("python_thread"), "environment/threads"),
-])
+@pytest.mark.parametrize(
+    "break_it, where",
+    [
+        (lambda r: r.pop("complete"), "the top level: 'complete' is a required property"),
+        (lambda r: r["results"]["scratch"]["history"][0].update(loss="low"), "results/scratch/history/0/loss"),
+        (lambda r: r.update(command="train"), "command"),
+        (lambda r: r.update(comment="extra"), "Additional properties are not allowed"),
+        (lambda r: r.update(command="compare"), "at results: "),
+        (lambda r: r["environment"]["threads"].pop("python_thread"), "environment/threads"),
+    ],
+)
 def test_a_record_off_the_schema_is_named_where_it_is_off(break_it, where):
     record = copy.deepcopy(RECORD)
     break_it(record)
@@ -62,8 +78,9 @@ def test_save_record_refuses_a_record_off_the_schema_and_keeps_the_old_file(tmp_
     before = path.read_text()
     assert load_record(path) == RECORD
     with pytest.raises(ValueError, match="results/scratch"):
-        save_record(path, "reproduce", RECORD["config"], {"scratch": {"history": []}}, complete=True,
-                    wall_time=4.0, **fields)
+        save_record(
+            path, "reproduce", RECORD["config"], {"scratch": {"history": []}}, complete=True, wall_time=4.0, **fields
+        )
     assert path.read_text() == before
 
 

@@ -1,4 +1,5 @@
 """Compiled graphs change speed, never results; ``is_compiled`` reads what hybridize set."""
+
 import mxnet as mx
 import numpy as np
 import pytest
@@ -41,9 +42,11 @@ def test_is_compiled_follows_hybridize():
     missing = object()
     for block in (nn.Dense(3), nn.HybridSequential()):
         if getattr(block, "_active", missing) is missing:
-            pytest.fail(f"gluon.HybridBlock instances ({type(block).__name__}) have no _active attribute any "
-                        "more: an MXNet upgrade renamed the flag hybridize() sets, which "
-                        "gluon_bn.runtime.compiled.is_compiled reads; make it read the new one")
+            pytest.fail(
+                f"gluon.HybridBlock instances ({type(block).__name__}) have no _active attribute any "
+                "more: an MXNet upgrade renamed the flag hybridize() sets, which "
+                "gluon_bn.runtime.compiled.is_compiled reads; make it read the new one"
+            )
     net = lenet("gluon")
     assert not is_compiled(net)
     assert compile_net(net) is net and is_compiled(net)

@@ -1,4 +1,5 @@
 """Synchronized BN: k devices compute what one device computes on the whole batch; misuse is named, never a hang."""
+
 import mxnet as mx
 import numpy as np
 import pytest

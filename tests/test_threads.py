@@ -1,4 +1,5 @@
 """MXNet's CPU threads: set up before MXNet loads, on every path, and read where operators run."""
+
 import ctypes
 import json
 import os
@@ -69,7 +70,7 @@ def test_operator_threads_are_read_in_mxnets_engine_not_in_the_caller():
     try:
         threads._set_calling_thread_openmp(before + 3)
         assert openmp.omp_get_max_threads() == threads.python_thread_threads() == before + 3  # the caller's moved...
-        assert threads.operator_threads() == before                                          # ...the engine's did not
+        assert threads.operator_threads() == before  # ...the engine's did not
     finally:
         threads._set_calling_thread_openmp(caller)
 
@@ -130,8 +131,11 @@ def test_the_team_that_the_fix_prevents_is_there_without_it(real_data_dir):
 
 def test_under_the_naive_engine_the_python_thread_keeps_its_threads():
     """NaiveEngine runs every operator on the calling thread: one thread there would be one for everything."""
-    got = _python("import json, gluon_bn; from gluon_bn.runtime import threads; print(json.dumps(threads.setup()))",
-                  MXNET_ENGINE_TYPE="NaiveEngine", OMP_NUM_THREADS="2")
+    got = _python(
+        "import json, gluon_bn; from gluon_bn.runtime import threads; print(json.dumps(threads.setup()))",
+        MXNET_ENGINE_TYPE="NaiveEngine",
+        OMP_NUM_THREADS="2",
+    )
     assert got["python_thread"] == 2
 
 
@@ -143,8 +147,11 @@ def test_the_test_suite_runs_with_the_set_up_it_reports():
 @pytest.mark.parametrize("given", [None, 1])
 def test_cli_threads_mean_operator_threads_and_the_record_says_so(given, tmp_path, gluon_bn_cli, real_data_dir):
     args = ["reproduce", "--model", "gluon", "--quick", "--ctx", "cpu", "--out", str(tmp_path)]
-    result = gluon_bn_cli(*args, *(["--threads", str(given)] if given else []), env={
-        **{k: v for k, v in os.environ.items() if k != threads.ENV}, "MXNET_MKLDNN_ENABLED": "1"})
+    result = gluon_bn_cli(
+        *args,
+        *(["--threads", str(given)] if given else []),
+        env={**{k: v for k, v in os.environ.items() if k != threads.ENV}, "MXNET_MKLDNN_ENABLED": "1"},
+    )
     assert result.returncode == 0, result.stderr
     record = json.loads((tmp_path / "reproduce.json").read_text())
     setup = record["environment"]["threads"]
@@ -155,12 +162,16 @@ def test_cli_threads_mean_operator_threads_and_the_record_says_so(given, tmp_pat
 
 def test_a_library_run_asking_for_other_threads_than_mxnet_has_is_refused(tmp_path, real_data_dir):
     other = threads.operator_threads() + 1
-    with pytest.raises(UsageError, match=f"threads {other}: MXNet's CPU operators run with .* set OMP_NUM_THREADS={other}"):
+    with pytest.raises(
+        UsageError, match=f"threads {other}: MXNet's CPU operators run with .* set OMP_NUM_THREADS={other}"
+    ):
         prepare(TrainConfig(quick=True, ctx="cpu", threads=other, out=str(tmp_path)), log=lambda s: None)
 
 
-CONV = ("import json, gluon_bn; from mxnet import nd; from mxnet.gluon import nn; net = nn.Conv2D(6, 5); "
-        "net.initialize(); net(nd.ones((2, 1, 28, 28))).wait_to_read(); print(json.dumps({}))")
+CONV = (
+    "import json, gluon_bn; from mxnet import nd; from mxnet.gluon import nn; net = nn.Conv2D(6, 5); "
+    "net.initialize(); net(nd.ones((2, 1, 28, 28))).wait_to_read(); print(json.dumps({}))"
+)
 
 
 @pytest.mark.parametrize("verbose, logged", [(None, False), ("1", True)])

@@ -1,4 +1,5 @@
 """train_ch5 and evaluate_accuracy on a real Fashion-MNIST subset; a divergence leaves no trace."""
+
 import re
 
 import mxnet as mx
@@ -52,9 +53,11 @@ def _whole_state(net, trainer, folder):
     optimizer's state arrays (as ``Trainer.save_states`` writes them) and its update count."""
     nd.waitall()
     trainer.save_states(str(folder / "optimizer.states"))
-    return {"params": {name: [d.asnumpy() for d in p.list_data()] for name, p in net.collect_params().items()},
-            "stats": [get_stats(layer) for layer in bn_layers(net)],
-            "optimizer": ((folder / "optimizer.states").read_bytes(), trainer.optimizer.num_update)}
+    return {
+        "params": {name: [d.asnumpy() for d in p.list_data()] for name, p in net.collect_params().items()},
+        "stats": [get_stats(layer) for layer in bn_layers(net)],
+        "optimizer": ((folder / "optimizer.states").read_bytes(), trainer.optimizer.num_update),
+    }
 
 
 def _assert_same_state(got, want):

@@ -9,4 +9,4 @@ def rounding_tolerance(loc: float, scale: float) -> float:
     another) round it differently; at |loc| / scale ~ 3,000 they differ by 0.7% (seen under
     OMP_NUM_THREADS=2). A wrong formula (axis, estimator, momentum) is off by far more.
     """
-    return 2e-3 + 100 * max(1.0, abs(loc) / scale) * 2.0 ** -24
+    return 2e-3 + 100 * max(1.0, abs(loc) / scale) * 2.0**-24

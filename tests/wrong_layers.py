@@ -1,4 +1,5 @@
 """Deliberately wrong BN layers: the comparison harness must catch each one."""
+
 from mxnet import autograd, nd
 
 from gluon_bn import BatchNorm, FastBatchNorm

@@ -1,4 +1,5 @@
 """The chapter's data loader: minibatches of real Fashion-MNIST as NDArrays (the files: ``fashion_mnist``)."""
+
 from __future__ import annotations
 
 import os
@@ -20,8 +21,15 @@ class ArrayLoader:
     Shuffled afresh on every pass when ``shuffle`` is set; the last partial batch is kept.
     """
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int,
-                 shuffle: bool = False, resize: int | None = None, seed: int | None = None):
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        batch_size: int,
+        shuffle: bool = False,
+        resize: int | None = None,
+        seed: int | None = None,
+    ):
         require_positive("batch_size", batch_size, integer=True)
         # The same scaling as gluon's ToTensor: uint8 HxW -> float32 1xHxW in [0, 1].
         self.images = (images.astype(np.float32) / 255)[:, None, :, :]
@@ -29,9 +37,9 @@ class ArrayLoader:
         self.batch_size, self.shuffle, self.resize = batch_size, shuffle, resize
         self.rng = np.random.default_rng(seed)
         self._pass_start: dict | None = None  # RNG state when the pass under way began
-        self._position = 0                     # batches handed out in that pass
-        self._skip = 0                         # batches to skip at the next pass (resume)
-        self.part = (0, 1)                     # (rank, workers): which part of every batch to hand out
+        self._position = 0  # batches handed out in that pass
+        self._skip = 0  # batches to skip at the next pass (resume)
+        self.part = (0, 1)  # (rank, workers): which part of every batch to hand out
 
     def __len__(self) -> int:
         return -(-len(self.labels) // self.batch_size)
@@ -64,8 +72,7 @@ class ArrayLoader:
         order = self.rng.permutation(n) if self.shuffle else None
         first, self._skip = self._position * self.batch_size, 0
         for start in range(first, n, self.batch_size):
-            idx = slice(start, start + self.batch_size) if order is None \
-                else order[start:start + self.batch_size]
+            idx = slice(start, start + self.batch_size) if order is None else order[start : start + self.batch_size]
             if self.part[1] > 1:
                 idx = np.array_split(np.arange(n)[idx], self.part[1])[self.part[0]]
             X = nd.array(self.images[idx], dtype=np.float32)
@@ -76,10 +83,16 @@ class ArrayLoader:
         self._pass_start, self._position = None, 0
 
 
-def load_data_fashion_mnist(batch_size: int, resize: int | None = None,
-                            root: str | os.PathLike | None = None, *, seed: int | None = None,
-                            num_train: int | None = None, num_test: int | None = None,
-                            data: FashionMNIST | None = None) -> tuple[ArrayLoader, ArrayLoader]:
+def load_data_fashion_mnist(
+    batch_size: int,
+    resize: int | None = None,
+    root: str | os.PathLike | None = None,
+    *,
+    seed: int | None = None,
+    num_train: int | None = None,
+    num_test: int | None = None,
+    data: FashionMNIST | None = None,
+) -> tuple[ArrayLoader, ArrayLoader]:
     """The chapter's loader: (train_iter, test_iter) over real Fashion-MNIST.
 
     The training batches are shuffled afresh on every pass; the test batches keep the file's order.
@@ -96,8 +109,10 @@ def load_data_fashion_mnist(batch_size: int, resize: int | None = None,
     require_positive("num_train", num_train, integer=True)
     require_positive("num_test", num_test, integer=True)
     data = data if data is not None else read_fashion_mnist(root)
-    train = ArrayLoader(data.train_images[:num_train], data.train_labels[:num_train],
-                        batch_size, shuffle=True, resize=resize, seed=seed)
-    test = ArrayLoader(data.test_images[:num_test], data.test_labels[:num_test],
-                       batch_size, shuffle=False, resize=resize)
+    train = ArrayLoader(
+        data.train_images[:num_train], data.train_labels[:num_train], batch_size, shuffle=True, resize=resize, seed=seed
+    )
+    test = ArrayLoader(
+        data.test_images[:num_test], data.test_labels[:num_test], batch_size, shuffle=False, resize=resize
+    )
     return train, test

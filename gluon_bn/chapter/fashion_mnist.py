@@ -11,6 +11,7 @@ Where the files are looked for, in order (the first folder holding all four wins
 Every file is checked against the known releases by the SHA-256 of its
 decompressed content, so a re-compressed copy (Debian's) still matches.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -39,9 +40,11 @@ TEST_IMAGES = "t10k-images-idx3-ubyte.gz"
 TEST_LABELS = "t10k-labels-idx1-ubyte.gz"
 FILES = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
 
-INSTALL_HINT = ("install it with `sudo apt-get install dataset-fashion-mnist` (Debian/Ubuntu), "
-                "or put the four official .gz files in a folder and pass --data-dir "
-                "(or set GLUON_BN_DATA)")
+INSTALL_HINT = (
+    "install it with `sudo apt-get install dataset-fashion-mnist` (Debian/Ubuntu), "
+    "or put the four official .gz files in a folder and pass --data-dir "
+    "(or set GLUON_BN_DATA)"
+)
 
 
 @dataclass(frozen=True)
@@ -58,19 +61,27 @@ class Digest:
 RELEASES: dict[str, dict[str, Digest]] = {
     "current": {
         TRAIN_IMAGES: Digest("c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888", None),
-        TRAIN_LABELS: Digest("bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
-                             "09814cfef5a041118ceace42f8dae995319d331a"),
+        TRAIN_LABELS: Digest(
+            "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+            "09814cfef5a041118ceace42f8dae995319d331a",
+        ),
         TEST_IMAGES: Digest("5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b", None),
-        TEST_LABELS: Digest("0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
-                            "9caad14e1aff9adac77d3744963212d36af15bee"),
+        TEST_LABELS: Digest(
+            "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+            "9caad14e1aff9adac77d3744963212d36af15bee",
+        ),
     },
     "2017-08-26": {
         TRAIN_IMAGES: Digest(None, "0cf37b0d40ed5169c6b3aba31069a9770ac9043d"),
-        TRAIN_LABELS: Digest("c7673bb30764062aa9ddeaf6184d7043075ded6a31aee7d16f38402434ad395d",
-                             "236021d52f1e40852b06a4c3008d8de8aef1e40b"),
+        TRAIN_LABELS: Digest(
+            "c7673bb30764062aa9ddeaf6184d7043075ded6a31aee7d16f38402434ad395d",
+            "236021d52f1e40852b06a4c3008d8de8aef1e40b",
+        ),
         TEST_IMAGES: Digest(None, "626ed6a7c06dd17c0eec72fa3be1740f146a2863"),
-        TEST_LABELS: Digest("0106d6dfb86a77b9299271c292262daad9001d5a44d251a3880227436b8ce3b1",
-                            "17f9ab60e7257a1620f4ad76bbbaf857c3920701"),
+        TEST_LABELS: Digest(
+            "0106d6dfb86a77b9299271c292262daad9001d5a44d251a3880227436b8ce3b1",
+            "17f9ab60e7257a1620f4ad76bbbaf857c3920701",
+        ),
     },
 }
 
@@ -115,7 +126,8 @@ def _read_verified(path: Path) -> tuple[bytes, str]:
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(
             f"{path} is truncated or not a gzip file ({exc}); delete it and run again "
-            f"to download a fresh copy, or {INSTALL_HINT}") from None
+            f"to download a fresh copy, or {INSTALL_HINT}"
+        ) from None
     raw = hashlib.sha256(content).hexdigest()
     gz = hashlib.sha1(packed).hexdigest()
     for release, digests in RELEASES.items():
@@ -124,11 +136,13 @@ def _read_verified(path: Path) -> tuple[bytes, str]:
             return content, release
     expected = "; ".join(
         f"{release}: content sha256 {d[name].raw_sha256 or '?'}, .gz sha1 {d[name].gz_sha1 or '?'}"
-        for release, d in RELEASES.items())
+        for release, d in RELEASES.items()
+    )
     raise DataError(
         f"{path} does not match any known Fashion-MNIST release (content sha256 {raw}, "
         f".gz sha1 {gz}; expected {expected}); it is damaged or not Fashion-MNIST: "
-        f"delete it and run again to download a fresh copy, or {INSTALL_HINT}")
+        f"delete it and run again to download a fresh copy, or {INSTALL_HINT}"
+    )
 
 
 def _parse_idx(content: bytes, path: Path, magic: int) -> np.ndarray:
@@ -137,8 +151,10 @@ def _parse_idx(content: bytes, path: Path, magic: int) -> np.ndarray:
     header = struct.calcsize(">" + "I" * (ndim + 1))
     fields = struct.unpack(">" + "I" * (ndim + 1), content[:header])
     if fields[0] != magic:
-        raise DataError(f"{path} has IDX magic number {fields[0]}, expected {magic}: "
-                        "the file is misnamed (images and labels swapped?)")
+        raise DataError(
+            f"{path} has IDX magic number {fields[0]}, expected {magic}: "
+            "the file is misnamed (images and labels swapped?)"
+        )
     return np.frombuffer(content, dtype=np.uint8, offset=header).reshape(fields[1:])
 
 
@@ -163,11 +179,18 @@ def _decode(directory: Path) -> FashionMNIST:
         arrays[name] = _parse_idx(content, path, 2051 if "images" in name else 2049)
     if len(set(releases.values())) > 1:
         mixed = ", ".join(f"{name}: {release}" for name, release in releases.items())
-        raise DataError(f"{directory} mixes Fashion-MNIST releases ({mixed}), so images and "
-                        "labels would not line up; replace all four files from one release")
-    return FashionMNIST(arrays[TRAIN_IMAGES], arrays[TRAIN_LABELS].astype(np.int32),
-                        arrays[TEST_IMAGES], arrays[TEST_LABELS].astype(np.int32),
-                        directory, releases[TRAIN_IMAGES])
+        raise DataError(
+            f"{directory} mixes Fashion-MNIST releases ({mixed}), so images and "
+            "labels would not line up; replace all four files from one release"
+        )
+    return FashionMNIST(
+        arrays[TRAIN_IMAGES],
+        arrays[TRAIN_LABELS].astype(np.int32),
+        arrays[TEST_IMAGES],
+        arrays[TEST_LABELS].astype(np.int32),
+        directory,
+        releases[TRAIN_IMAGES],
+    )
 
 
 @lru_cache(maxsize=2)
@@ -237,9 +260,16 @@ def find_data_dir(root: str | os.PathLike | None = None, download_missing: bool 
     if not failures:
         return target
     raise DataError(
-        "Fashion-MNIST not found. Searched: " + "; ".join(searched)
-        + ". Download into " + str(target) + " failed: " + " | ".join(failures)
-        + ". To fix: " + INSTALL_HINT + ".")
+        "Fashion-MNIST not found. Searched: "
+        + "; ".join(searched)
+        + ". Download into "
+        + str(target)
+        + " failed: "
+        + " | ".join(failures)
+        + ". To fix: "
+        + INSTALL_HINT
+        + "."
+    )
 
 
 def read_fashion_mnist(root: str | os.PathLike | None = None) -> FashionMNIST:

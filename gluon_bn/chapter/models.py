@@ -4,6 +4,7 @@
 chapter's exercises ask about: no bias before BN, BN after the activation or only in
 some layers, gamma/beta not learned, and options passed to ``nn.BatchNorm``.
 """
+
 import mxnet as mx
 import numpy as np
 from mxnet import gluon, init
@@ -25,13 +26,20 @@ def _bn(norm: Norm, num_features: int, num_dims: int, learn_affine: bool, option
     """One BN layer of the requested kind (``options`` go to its factory)."""
     layer = norm.layer(num_features, num_dims, **options)
     if not learn_affine:
-        layer.gamma.grad_req = layer.beta.grad_req = 'null'
+        layer.gamma.grad_req = layer.beta.grad_req = "null"
     return layer
 
 
-def lenet(norm: str = "scratch", *, use_bias: bool = True, placement: str = "before",
-          where: str = "all", learn_affine: bool = True, gluon_options: dict | None = None,
-          num_devices: int = 1) -> nn.Sequential:
+def lenet(
+    norm: str = "scratch",
+    *,
+    use_bias: bool = True,
+    placement: str = "before",
+    where: str = "all",
+    learn_affine: bool = True,
+    gluon_options: dict | None = None,
+    num_devices: int = 1,
+) -> nn.Sequential:
     """Build the chapter's LeNet; with the defaults and BN, ``net[1]`` is the first BN layer.
 
     A ``HybridSequential`` (a kind of ``nn.Sequential``) when every layer is Gluon's.
@@ -49,25 +57,30 @@ def lenet(norm: str = "scratch", *, use_bias: bool = True, placement: str = "bef
     """
     entry = get(norm)
     if placement not in PLACEMENTS or where not in WHERE:
-        raise ValueError(f"placement must be one of {PLACEMENTS} and where one of {WHERE}, "
-                         f"got {placement!r} and {where!r}")
+        raise ValueError(
+            f"placement must be one of {PLACEMENTS} and where one of {WHERE}, got {placement!r} and {where!r}"
+        )
     if gluon_options and "gluon_options" not in entry.options:
         raise ValueError("gluon_options apply to nn.BatchNorm only: use norm='gluon'")
     if num_devices != 1 and not entry.sharded:
-        raise ValueError(f"num_devices={num_devices} applies to synchronized BN only: use norm='sync' "
-                         "(the other layers need no count; they run on any devices)")
+        raise ValueError(
+            f"num_devices={num_devices} applies to synchronized BN only: use norm='sync' "
+            "(the other layers need no count; they run on any devices)"
+        )
     # With only Gluon's layers the whole net can compile to one graph (``runtime.compile_net``).
     net = nn.HybridSequential() if entry.compiles else ShardedSequential() if entry.sharded else nn.Sequential()
     options = gluon_options or ({"num_devices": num_devices} if entry.sharded else {})
     if entry.layer is None:
         # The LeNet chapter's baseline: sigmoid activations inside the layers.
-        net.add(nn.Conv2D(channels=6, kernel_size=5, activation='sigmoid', use_bias=use_bias),
-                nn.MaxPool2D(pool_size=2, strides=2),
-                nn.Conv2D(channels=16, kernel_size=5, activation='sigmoid', use_bias=use_bias),
-                nn.MaxPool2D(pool_size=2, strides=2),
-                nn.Dense(120, activation='sigmoid', use_bias=use_bias),
-                nn.Dense(84, activation='sigmoid', use_bias=use_bias),
-                nn.Dense(10))
+        net.add(
+            nn.Conv2D(channels=6, kernel_size=5, activation="sigmoid", use_bias=use_bias),
+            nn.MaxPool2D(pool_size=2, strides=2),
+            nn.Conv2D(channels=16, kernel_size=5, activation="sigmoid", use_bias=use_bias),
+            nn.MaxPool2D(pool_size=2, strides=2),
+            nn.Dense(120, activation="sigmoid", use_bias=use_bias),
+            nn.Dense(84, activation="sigmoid", use_bias=use_bias),
+            nn.Dense(10),
+        )
         return net
 
     def block(make_layer, num_features, num_dims, kind):
@@ -75,17 +88,20 @@ def lenet(norm: str = "scratch", *, use_bias: bool = True, placement: str = "bef
         with_bn = where == "all" or where == kind
         layer = make_layer(use_bias or not with_bn)
         bn = _bn(entry, num_features, num_dims, learn_affine, options) if with_bn else None
-        parts = [layer, bn, nn.Activation('sigmoid')] if placement == "before" else \
-            [layer, nn.Activation('sigmoid'), bn]
+        parts = (
+            [layer, bn, nn.Activation("sigmoid")] if placement == "before" else [layer, nn.Activation("sigmoid"), bn]
+        )
         return [p for p in parts if p is not None]
 
-    net.add(*block(lambda b: nn.Conv2D(6, kernel_size=5, use_bias=b), 6, 4, "conv"),
-            nn.MaxPool2D(pool_size=2, strides=2),
-            *block(lambda b: nn.Conv2D(16, kernel_size=5, use_bias=b), 16, 4, "conv"),
-            nn.MaxPool2D(pool_size=2, strides=2),
-            *block(lambda b: nn.Dense(120, use_bias=b), 120, 2, "dense"),
-            *block(lambda b: nn.Dense(84, use_bias=b), 84, 2, "dense"),
-            nn.Dense(10))
+    net.add(
+        *block(lambda b: nn.Conv2D(6, kernel_size=5, use_bias=b), 6, 4, "conv"),
+        nn.MaxPool2D(pool_size=2, strides=2),
+        *block(lambda b: nn.Conv2D(16, kernel_size=5, use_bias=b), 16, 4, "conv"),
+        nn.MaxPool2D(pool_size=2, strides=2),
+        *block(lambda b: nn.Dense(120, use_bias=b), 120, 2, "dense"),
+        *block(lambda b: nn.Dense(84, use_bias=b), 84, 2, "dense"),
+        nn.Dense(10),
+    )
     return net
 
 

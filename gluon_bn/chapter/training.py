@@ -1,4 +1,5 @@
 """The chapter's training loop (``train_ch5``) and accuracy, on any MXNet context."""
+
 from __future__ import annotations
 
 import math
@@ -15,8 +16,17 @@ from ..parallel.devices import Contexts, describe, forward_shards, split_batch
 from ..reliability.errors import Diverged, TrainingInterrupted
 from ..runtime.gpus import try_gpu
 
-__all__ = ["Callback", "Epoch", "OnEpochEnd", "evaluate_accuracy", "history_rows", "learned_parameters", "make_trainer",
-           "train_ch5", "try_gpu"]
+__all__ = [
+    "Callback",
+    "Epoch",
+    "OnEpochEnd",
+    "evaluate_accuracy",
+    "history_rows",
+    "learned_parameters",
+    "make_trainer",
+    "train_ch5",
+    "try_gpu",
+]
 
 
 @dataclass(frozen=True)
@@ -31,8 +41,10 @@ class Epoch:
 
     def line(self) -> str:
         """The chapter's log line for this epoch."""
-        return (f"epoch {self.epoch}, loss {self.loss:.4f}, train acc {self.train_acc:.3f}, "
-                f"test acc {self.test_acc:.3f}, time {self.time:.1f} sec")
+        return (
+            f"epoch {self.epoch}, loss {self.loss:.4f}, train acc {self.train_acc:.3f}, "
+            f"test acc {self.test_acc:.3f}, time {self.time:.1f} sec"
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -74,7 +86,7 @@ class OnEpochEnd(Callback):
 
 def learned_parameters(net: gluon.Block) -> dict:
     """The parameters training updates (a gradient is computed for them): a Trainer's share of the net."""
-    return {name: p for name, p in net.collect_params().items() if p.grad_req != 'null'}
+    return {name: p for name, p in net.collect_params().items() if p.grad_req != "null"}
 
 
 def make_trainer(net: gluon.Block, lr: float) -> gluon.Trainer:
@@ -85,12 +97,12 @@ def make_trainer(net: gluon.Block, lr: float) -> gluon.Trainer:
     has no gradient, ``nn.BatchNorm``'s moving statistics among them, since its first step would
     broadcast the first device's copy to every device (after ``--resume``, over each device's own).
     """
-    return gluon.Trainer(learned_parameters(net), 'sgd', {'learning_rate': lr}, update_on_kvstore=False)
+    return gluon.Trainer(learned_parameters(net), "sgd", {"learning_rate": lr}, update_on_kvstore=False)
 
 
 def _correct(y_hats: Iterable, ys: Iterable) -> float:
     """Right predictions summed over the shards."""
-    return sum((y_hat.argmax(axis=1) == y.astype('float32')).sum().asscalar() for y_hat, y in zip(y_hats, ys))
+    return sum((y_hat.argmax(axis=1) == y.astype("float32")).sum().asscalar() for y_hat, y in zip(y_hats, ys))
 
 
 def evaluate_accuracy(data_iter: Iterable, net: gluon.Block, ctx: Contexts | None = None) -> float:
@@ -106,10 +118,20 @@ def evaluate_accuracy(data_iter: Iterable, net: gluon.Block, ctx: Contexts | Non
     return metric[0] / metric[1]
 
 
-def train_ch5(net: gluon.Block, train_iter: Iterable, test_iter: Iterable | None, batch_size: int,
-              trainer: gluon.Trainer, ctx: Contexts, num_epochs: int, *,
-              log: Callable[[str], None] = print, callbacks: Sequence[Callback] = (),
-              start_epoch: int = 0, start_metric: Sequence[float] | None = None) -> list[Epoch]:
+def train_ch5(
+    net: gluon.Block,
+    train_iter: Iterable,
+    test_iter: Iterable | None,
+    batch_size: int,
+    trainer: gluon.Trainer,
+    ctx: Contexts,
+    num_epochs: int,
+    *,
+    log: Callable[[str], None] = print,
+    callbacks: Sequence[Callback] = (),
+    start_epoch: int = 0,
+    start_metric: Sequence[float] | None = None,
+) -> list[Epoch]:
     """Train ``net`` as the chapter does, print its line each epoch, return the history.
 
     As in the chapter, ``trainer.step(batch_size)`` scales every step by the full batch size,
@@ -159,8 +181,7 @@ def train_ch5(net: gluon.Block, train_iter: Iterable, test_iter: Iterable | None
         for callback in callbacks:
             callback.on_train_end(epoch + 1, net, metric.data)
         test_acc = evaluate_accuracy(test_iter, net, ctx) if test_iter is not None else float("nan")
-        result = Epoch(epoch + 1, metric[0] / metric[2], metric[1] / metric[2], test_acc,
-                       timer.stop())
+        result = Epoch(epoch + 1, metric[0] / metric[2], metric[1] / metric[2], test_acc, timer.stop())
         history.append(result)
         log(result.line())
         for callback in callbacks:

@@ -5,6 +5,7 @@ and the writing of its own record, report and plots; what they share is the libr
 (:mod:`gluon_bn.runs` above all). The CLI (``gluon_bn.cli``) runs them; notebooks import the
 library, never a command.
 """
+
 from . import bench, compare, exercise, launch, reproduce
 
 #: Each command's module, by its name on the command line.

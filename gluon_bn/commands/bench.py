@@ -4,6 +4,7 @@ Config in; tables, a markdown report (``bench.md``) and a record (``bench.json``
 measured in the same run: the fused ``nn.BatchNorm`` for layers; d2l's data pipeline with
 the chapter's code, and PyTorch's CPU LeNet when it is installed, for epochs.
 """
+
 from __future__ import annotations
 
 import time
@@ -61,13 +62,17 @@ class BenchConfig(RunConfig):
     def validate(self) -> "BenchConfig":
         super().validate()
         if self.rounds < 3 or self.repeats < 3:
-            raise UsageError(f"rounds and repeats must be at least 3 (got {self.rounds} and {self.repeats}): "
-                             "one run per configuration proves nothing on a noisy machine")
+            raise UsageError(
+                f"rounds and repeats must be at least 3 (got {self.rounds} and {self.repeats}): "
+                "one run per configuration proves nothing on a noisy machine"
+            )
         if not self.models:
             raise UsageError("no model to time: name at least one with --models (" + ", ".join(NORMS) + ")")
         unknown = [s for s in self.sections if s not in SECTIONS]
         if unknown or not self.sections:
-            raise UsageError(f"unknown section(s) {', '.join(unknown) or '(none given)'}: choose from {', '.join(SECTIONS)}")
+            raise UsageError(
+                f"unknown section(s) {', '.join(unknown) or '(none given)'}: choose from {', '.join(SECTIONS)}"
+            )
         return self
 
 
@@ -92,25 +97,47 @@ def _epoch_rows(config: BenchConfig, ours: int, log: Callable[[str], None]) -> l
     plan = _epoch_plan(config, ours)
     if not any(model == "pytorch" for model, *_ in plan):
         log("PyTorch is not installed: no PyTorch row (install its CPU build, e.g. torch==2.13.0+cpu)")
-    base = {"batch_size": config.batch_size, "lr": config.lr, "seed": config.seed, "data_dir": config.data_dir,
-            "num_train": config.num_train, "num_test": config.num_test}
+    base = {
+        "batch_size": config.batch_size,
+        "lr": config.lr,
+        "seed": config.seed,
+        "data_dir": config.data_dir,
+        "num_train": config.num_train,
+        "num_test": config.num_test,
+    }
     runs: list[list[dict]] = [[] for _ in plan]
     for round_ in range(1, config.rounds + 1):
         for (model, setup, how, threads), done in zip(plan, runs):
             result = epoch_in_child({**base, "model": model, **how}, threads)
             done.append(result)
-            log(f"round {round_}: {_label(model):>14}, {setup:<29} " + (f"diverged ({result['diverged']})" if "diverged" in result
-                else f"{result['epoch_s']:6.1f} s  ({result['threads']} threads)"))
+            log(
+                f"round {round_}: {_label(model):>14}, {setup:<29} "
+                + (
+                    f"diverged ({result['diverged']})"
+                    if "diverged" in result
+                    else f"{result['epoch_s']:6.1f} s  ({result['threads']} threads)"
+                )
+            )
     rows = []
     for (model, setup, _, _), done in zip(plan, runs):
         if any("diverged" in r for r in done):  # no epoch time for a run that stopped; the log says why
             continue
         first, timed = done[0], summarize_times([r["epoch_s"] for r in done], "epoch", "s")
         examples = first["examples_per_s"] * first["epoch_s"]  # the child's training examples
-        rows.append({"model": model, "setup": setup, "threads": first["threads"], "rounds": len(done), **timed,
-                     "examples_per_s": examples / timed["epoch_s"], "loss": first["loss"],
-                     "train_acc": first["train_acc"], "test_acc": first["test_acc"],
-                     "same_numbers": all(r["loss"] == first["loss"] for r in done)})
+        rows.append(
+            {
+                "model": model,
+                "setup": setup,
+                "threads": first["threads"],
+                "rounds": len(done),
+                **timed,
+                "examples_per_s": examples / timed["epoch_s"],
+                "loss": first["loss"],
+                "train_acc": first["train_acc"],
+                "test_acc": first["test_acc"],
+                "same_numbers": all(r["loss"] == first["loss"] for r in done),
+            }
+        )
     median = {(r["model"], r["setup"]): r["epoch_s"] for r in rows}
     torch_s = next((s for (model, _), s in median.items() if model == "pytorch"), None)
     for row in rows:
@@ -128,32 +155,61 @@ def _memory_rows(config: BenchConfig, ctx: mx.Context, log: Callable[[str], None
     for norm in config.models:
         train_iter, test_iter = config.loaders(num_test=config.batch_size)
         net = compile_net(seeded_lenet(norm, ctx, config.seed))
-        samples = memory_over_steps(net, train_iter, test_iter, config.batch_size, config.lr, ctx,
-                                    config.memory_steps, every)
+        samples = memory_over_steps(
+            net, train_iter, test_iter, config.batch_size, config.lr, ctx, config.memory_steps, every
+        )
         # The first quarter of the run fills MXNet's memory pools; growth is measured after it.
         warm = [s for s in samples if s[0] >= config.memory_steps // 4] or samples[-1:]
         growth = warm[-1][1] - warm[0][1]
-        rows.append({"model": norm, "steps": config.memory_steps, "from_step": warm[0][0], "start_mb": warm[0][1],
-                     "end_mb": warm[-1][1], "peak_mb": max(mb for _, mb in warm), "growth_mb": growth,
-                     "flat": growth < FLAT_MB, "samples": samples})
-        log(f"{label(norm):>14}: {warm[0][1]:.0f} MB at step {warm[0][0]}, {warm[-1][1]:.0f} MB at step "
-            f"{warm[-1][0]} ({growth:+.1f} MB)")
+        rows.append(
+            {
+                "model": norm,
+                "steps": config.memory_steps,
+                "from_step": warm[0][0],
+                "start_mb": warm[0][1],
+                "end_mb": warm[-1][1],
+                "peak_mb": max(mb for _, mb in warm),
+                "growth_mb": growth,
+                "flat": growth < FLAT_MB,
+                "samples": samples,
+            }
+        )
+        log(
+            f"{label(norm):>14}: {warm[0][1]:.0f} MB at step {warm[0][0]}, {warm[-1][1]:.0f} MB at step "
+            f"{warm[-1][0]} ({growth:+.1f} MB)"
+        )
     return rows
 
 
 def _profiles(config: BenchConfig, ctx: mx.Context, out, threads: int) -> dict:
     """Top operators of a training step: the Gluon, fast and from-scratch LeNets in MXNet, and PyTorch's LeNet."""
-    train_iter, test_iter = config.loaders(num_train=config.batch_size * (config.profile_steps + 1),
-                                           num_test=config.batch_size)
+    train_iter, test_iter = config.loaders(
+        num_train=config.batch_size * (config.profile_steps + 1), num_test=config.batch_size
+    )
     profiles = {}
     for norm in ("gluon", "fast", "scratch"):
         net = compile_net(seeded_lenet(norm, ctx, config.seed))
-        profiles[norm] = profile_steps(net, train_iter, test_iter, config.batch_size, config.lr, ctx,
-                                       out / f"profile-{norm}.json", top=12 if norm == "scratch" else 8)
+        profiles[norm] = profile_steps(
+            net,
+            train_iter,
+            test_iter,
+            config.batch_size,
+            config.lr,
+            ctx,
+            out / f"profile-{norm}.json",
+            top=12 if norm == "scratch" else 8,
+        )
     if torch_lenet.available():
         data = read_fashion_mnist(config.data_dir)
-        profiles["pytorch"] = torch_lenet.profile_torch_steps(data.train_images, data.train_labels, config.batch_size,
-                                                              config.lr, config.profile_steps, config.seed, threads)
+        profiles["pytorch"] = torch_lenet.profile_torch_steps(
+            data.train_images,
+            data.train_labels,
+            config.batch_size,
+            config.lr,
+            config.profile_steps,
+            config.seed,
+            threads,
+        )
     return profiles
 
 
@@ -164,32 +220,71 @@ def _targets(results: dict) -> list[str]:
     if fast:
         worst = max(fast, key=lambda r: r["forward_backward_ratio"])
         met = sum(r["forward_backward_ratio"] <= 1.2 for r in fast)
-        lines.append(f"FastBatchNorm forward+backward at most 1.2x nn.BatchNorm: met at {met} of {len(fast)} "
-                     f"shapes (worst {worst['forward_backward_ratio']:.2f}x at {tuple(worst['shape'])})")
+        lines.append(
+            f"FastBatchNorm forward+backward at most 1.2x nn.BatchNorm: met at {met} of {len(fast)} "
+            f"shapes (worst {worst['forward_backward_ratio']:.2f}x at {tuple(worst['shape'])})"
+        )
     ours = {r["model"]: r for r in results.get("epochs", []) if r["setup"] == OURS_SETUP}
-    for model, key, limit, name in (("gluon", "vs_torch", 1.0, "PyTorch's"), ("fast", "vs_gluon", 1.2, "nn.BatchNorm's")):
+    for model, key, limit, name in (
+        ("gluon", "vs_torch", 1.0, "PyTorch's"),
+        ("fast", "vs_gluon", 1.2, "nn.BatchNorm's"),
+    ):
         if model in ours and ours[model].get(key) is not None:
             value = ours[model][key]
-            lines.append(f"{label(model)} LeNet epoch at most {limit:g}x {name}: {value:.2f}x, "
-                         f"{'met' if value <= limit else 'NOT met'}")
+            lines.append(
+                f"{label(model)} LeNet epoch at most {limit:g}x {name}: {value:.2f}x, "
+                f"{'met' if value <= limit else 'NOT met'}"
+            )
     chapter = {r["model"]: r for r in results.get("epochs", []) if r["setup"] == CHAPTER_SETUP}
     if "scratch" in ours and "scratch" in chapter:
-        lines.append(f"from scratch LeNet (the chapter's code unchanged): {ours['scratch']['epoch_s'] / chapter['scratch']['epoch_s']:.2f}x "
-                     "the time the chapter's code takes with MXNet's own set-up")
+        lines.append(
+            "from scratch LeNet (the chapter's code unchanged): "
+            f"{ours['scratch']['epoch_s'] / chapter['scratch']['epoch_s']:.2f}x "
+            "the time the chapter's code takes with MXNet's own set-up"
+        )
     for row in results.get("memory", []):
-        lines.append(f"{label(row['model'])} LeNet memory flat over {row['steps']} steps: "
-                     f"{row['growth_mb']:+.1f} MB, {'met' if row['flat'] else 'NOT met'}")
+        lines.append(
+            f"{label(row['model'])} LeNet memory flat over {row['steps']} steps: "
+            f"{row['growth_mb']:+.1f} MB, {'met' if row['flat'] else 'NOT met'}"
+        )
     return lines
 
 
 def epochs_table(rows: Sequence[Mapping]) -> str:
     """Epoch times of each model and set-up from this command: median, minimum, spread, ratios."""
     return markdown_table(
-        ["model", "set-up", "threads", "epoch s (median)", "min s", "spread", "vs d2l pipeline", "vs PyTorch",
-         "vs nn.BatchNorm", "train loss", "train acc", "test acc"],
-        [[_label(r["model"]), r["setup"], r["threads"], f"{r['epoch_s']:.1f}", f"{r['epoch_min_s']:.1f}",
-          f"{r['epoch_spread']:.0%}", _ratio(r.get("vs_d2l")), _ratio(r.get("vs_torch")), _ratio(r.get("vs_gluon")),
-          f"{r['loss']:.4f}", f"{r['train_acc']:.3f}", f"{r['test_acc']:.3f}"] for r in rows])
+        [
+            "model",
+            "set-up",
+            "threads",
+            "epoch s (median)",
+            "min s",
+            "spread",
+            "vs d2l pipeline",
+            "vs PyTorch",
+            "vs nn.BatchNorm",
+            "train loss",
+            "train acc",
+            "test acc",
+        ],
+        [
+            [
+                _label(r["model"]),
+                r["setup"],
+                r["threads"],
+                f"{r['epoch_s']:.1f}",
+                f"{r['epoch_min_s']:.1f}",
+                f"{r['epoch_spread']:.0%}",
+                _ratio(r.get("vs_d2l")),
+                _ratio(r.get("vs_torch")),
+                _ratio(r.get("vs_gluon")),
+                f"{r['loss']:.4f}",
+                f"{r['train_acc']:.3f}",
+                f"{r['test_acc']:.3f}",
+            ]
+            for r in rows
+        ],
+    )
 
 
 def _ratio(value) -> str:
@@ -199,17 +294,36 @@ def _ratio(value) -> str:
 def memory_table(rows: Sequence[Mapping]) -> str:
     """Resident memory over many training steps, per model."""
     return markdown_table(
-        ["model", "steps", "MB at step " + str(rows[0]["from_step"]) if rows else "MB", "MB at the end",
-         "MB at the peak", "growth MB", "flat"],
-        [[label(r["model"]), r["steps"], f"{r['start_mb']:.0f}", f"{r['end_mb']:.0f}",
-          f"{r['peak_mb']:.0f}", f"{r['growth_mb']:+.1f}", "yes" if r["flat"] else "NO"] for r in rows])
+        [
+            "model",
+            "steps",
+            "MB at step " + str(rows[0]["from_step"]) if rows else "MB",
+            "MB at the end",
+            "MB at the peak",
+            "growth MB",
+            "flat",
+        ],
+        [
+            [
+                label(r["model"]),
+                r["steps"],
+                f"{r['start_mb']:.0f}",
+                f"{r['end_mb']:.0f}",
+                f"{r['peak_mb']:.0f}",
+                f"{r['growth_mb']:+.1f}",
+                "yes" if r["flat"] else "NO",
+            ]
+            for r in rows
+        ],
+    )
 
 
 def profile_table(model: str, rows: Sequence[Mapping]) -> str:
     """The operators that take the most time in one training step of ``model``."""
     return markdown_table(
         ["operator (" + _label(model) + ")", "ms per step", "calls per step"],
-        [[r["operator"][:70], f"{r['ms_per_step']:.2f}", f"{r['calls_per_step']:.0f}"] for r in rows])
+        [[r["operator"][:70], f"{r['ms_per_step']:.2f}", f"{r['calls_per_step']:.0f}"] for r in rows],
+    )
 
 
 def run(config: BenchConfig, log: Callable[[str], None] = print) -> dict:
@@ -224,45 +338,75 @@ def run(config: BenchConfig, log: Callable[[str], None] = print) -> dict:
     sections = []
     if "layers" in config.sections:
         log("\n== BN layers ==")
-        results["layers"] = time_bn_layers({n: NORMS[n].layer for n in names(benched=True) if NORMS[n].layer}, ctx=ctx,
-                                            repeats=config.repeats)
-        sections += ["## BN layers", f"Training mode at LeNet's BN shapes, {config.repeats} rounds interleaved layer "
-                     "by layer; medians, and ratios to nn.BatchNorm (the fused operator) in this run.",
-                     speed_table(results["layers"])]
+        results["layers"] = time_bn_layers(
+            {n: NORMS[n].layer for n in names(benched=True) if NORMS[n].layer}, ctx=ctx, repeats=config.repeats
+        )
+        sections += [
+            "## BN layers",
+            f"Training mode at LeNet's BN shapes, {config.repeats} rounds interleaved layer "
+            "by layer; medians, and ratios to nn.BatchNorm (the fused operator) in this run.",
+            speed_table(results["layers"]),
+        ]
     if "epochs" in config.sections:
         log("\n== one epoch of each LeNet ==")
         results["epochs"] = _epoch_rows(config, threads["operator_threads"], log)
-        sections += ["## One epoch of each LeNet", f"Training on {config.num_train or 60000:,} images, then test "
-                     f"accuracy on {config.num_test or 10000:,}, batch {config.batch_size}, lr {config.lr:g}, timed as "
-                     f"the chapter times an epoch, each in a fresh process, {config.rounds} rounds interleaved; "
-                     "median, minimum and spread ((max - min) / median) over the rounds. "
-                     f"'{CHAPTER_SETUP}': every layer imperative, in-memory batches, MXNet's own thread set-up "
-                     f"(MXNet imported first); '{D2L_SETUP}': the same through d2l's DataLoader pipeline; "
-                     f"'{OURS_SETUP}': gluon-bn's set-up, Gluon layers compiled and {threads['operator_threads']} "
-                     "operator threads.", epochs_table(results["epochs"])]
+        sections += [
+            "## One epoch of each LeNet",
+            f"Training on {config.num_train or 60000:,} images, then test "
+            f"accuracy on {config.num_test or 10000:,}, batch {config.batch_size}, lr {config.lr:g}, timed as "
+            f"the chapter times an epoch, each in a fresh process, {config.rounds} rounds interleaved; "
+            "median, minimum and spread ((max - min) / median) over the rounds. "
+            f"'{CHAPTER_SETUP}': every layer imperative, in-memory batches, MXNet's own thread set-up "
+            f"(MXNet imported first); '{D2L_SETUP}': the same through d2l's DataLoader pipeline; "
+            f"'{OURS_SETUP}': gluon-bn's set-up, Gluon layers compiled and {threads['operator_threads']} "
+            "operator threads.",
+            epochs_table(results["epochs"]),
+        ]
     if "memory" in config.sections:
         log(f"\n== memory over {config.memory_steps} training steps ==")
         results["memory"] = _memory_rows(config, ctx, log)
-        sections += ["## Memory", f"Resident memory of this process while each LeNet trains {config.memory_steps} "
-                     f"steps as gluon-bn trains it; 'flat' means it grew by less than {FLAT_MB:g} MB after the "
-                     "first steps.", memory_table(results["memory"])]
+        sections += [
+            "## Memory",
+            f"Resident memory of this process while each LeNet trains {config.memory_steps} "
+            f"steps as gluon-bn trains it; 'flat' means it grew by less than {FLAT_MB:g} MB after the "
+            "first steps.",
+            memory_table(results["memory"]),
+        ]
     if "profile" in config.sections:
         log("\n== profile ==")
         results["profile"] = _profiles(config, ctx, out, threads["operator_threads"])
-        sections += ["## Where a training step's time goes", f"MXNet's and PyTorch's profilers over "
-                     f"{config.profile_steps} steps of batch {config.batch_size} (operators' own time; a compiled "
-                     "graph shows as fused entries)."]
+        sections += [
+            "## Where a training step's time goes",
+            f"MXNet's and PyTorch's profilers over "
+            f"{config.profile_steps} steps of batch {config.batch_size} (operators' own time; a compiled "
+            "graph shows as fused entries).",
+        ]
         sections += [profile_table(norm, rows) for norm, rows in results["profile"].items()]
     targets = _targets(results)
     env = extra["environment"]
-    text = "\n\n".join([f"# gluon-bn bench on {ctx}", f"{env['cpu']}, {threads['logical_cpus']} logical CPUs; "
-                        f"{env['platform']}; MXNet {env['packages']['mxnet']} with {threads['operator_threads']} operator "
-                        f"threads (chosen by {threads['chosen_by']}) and {threads['python_thread']} OpenMP thread(s) on "
-                        "the Python thread.", *sections,
-                        "## Targets", "\n".join(f"- {line}" for line in targets)])
+    text = "\n\n".join(
+        [
+            f"# gluon-bn bench on {ctx}",
+            f"{env['cpu']}, {threads['logical_cpus']} logical CPUs; "
+            f"{env['platform']}; MXNet {env['packages']['mxnet']} with {threads['operator_threads']} operator "
+            f"threads (chosen by {threads['chosen_by']}) and {threads['python_thread']} OpenMP thread(s) on "
+            "the Python thread.",
+            *sections,
+            "## Targets",
+            "\n".join(f"- {line}" for line in targets),
+        ]
+    )
     record_path, md_path = out / "bench.json", out / "bench.md"
-    save_record(record_path, "bench", config.to_dict(), results, **extra, targets=targets, complete=True,
-                wall_time=time.perf_counter() - started)
+    save_record(
+        record_path,
+        "bench",
+        config.to_dict(),
+        results,
+        **extra,
+        targets=targets,
+        complete=True,
+        wall_time=time.perf_counter() - started,
+    )
     atomic_write_text(md_path, text + "\n")
     log("\n" + text)
     log(f"\nwrote {record_path} and {md_path}")

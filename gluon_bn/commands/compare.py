@@ -4,6 +4,7 @@ Config in; tables on the terminal, ``compare.md`` (the report), ``compare.json``
 two plots out. The evidence comes from :mod:`gluon_bn.comparison`: the layer checks, the two
 LeNets in lockstep, and the report with its judgement.
 """
+
 from __future__ import annotations
 
 import time
@@ -31,8 +32,12 @@ def run(config: CompareConfig, log: Callable[[str], None] = print) -> dict:
     ctx = as_list(contexts)[0]  # layer checks, and the one-device LeNets every device count is held against
     started = time.perf_counter()
     layers = {name: NORMS[name].layer for name in COMPARED}
-    checks = [c for name, factory in layers.items() for shape in CHECK_SHAPES
-              for c in check_layer(factory, shape, name, steps=config.steps, ctx=ctx, seed=config.seed)]
+    checks = [
+        c
+        for name, factory in layers.items()
+        for shape in CHECK_SHAPES
+        for c in check_layer(factory, shape, name, steps=config.steps, ctx=ctx, seed=config.seed)
+    ]
     differences = known_differences(ctx, seed=config.seed)
     modes = mode_table(ctx, seed=config.seed)
     layer_text = layer_sections(checks, differences, modes, ctx)
@@ -52,16 +57,34 @@ def run(config: CompareConfig, log: Callable[[str], None] = print) -> dict:
     failed = failures(checks, differences, modes)
     text = compare_markdown(layer_text, model_text, failed, extra, config.to_dict(), [curves.name, drift_png.name])
     atomic_write_text(out / "compare.md", text)
-    save_record(out / "compare.json", "compare", config.to_dict(),
-                {"checks": [c.to_dict() for c in checks], "differences": [d.to_dict() for d in differences],
-                 "modes": [m.to_dict() for m in modes],
-                 "models": {name: run.to_dict() for name, run in models["runs"].items()},
-                 "drift": models["drift"], "speed": speed, "devices": devices},
-                **extra, failures=failed, complete=True, wall_time=time.perf_counter() - started)
+    save_record(
+        out / "compare.json",
+        "compare",
+        config.to_dict(),
+        {
+            "checks": [c.to_dict() for c in checks],
+            "differences": [d.to_dict() for d in differences],
+            "modes": [m.to_dict() for m in modes],
+            "models": {name: run.to_dict() for name, run in models["runs"].items()},
+            "drift": models["drift"],
+            "speed": speed,
+            "devices": devices,
+        },
+        **extra,
+        failures=failed,
+        complete=True,
+        wall_time=time.perf_counter() - started,
+    )
     log(f"\nwrote {out / 'compare.md'}, {out / 'compare.json'}, {curves} and {drift_png}")
-    return {"failures": failed, "checks": checks, "differences": differences, "modes": modes,
-            "drift": models["drift"], "speed": speed, "out": out}
-
+    return {
+        "failures": failed,
+        "checks": checks,
+        "differences": differences,
+        "modes": modes,
+        "drift": models["drift"],
+        "speed": speed,
+        "out": out,
+    }
 
 
 # -- the report ---------------------------------------------------------------------------

@@ -5,6 +5,7 @@ a table, a conclusion drawn from the run's numbers, a plot, and ``exercise-NAME.
 out. The record is rewritten after every run, so an interrupted exercise keeps what it did, and
 ``--resume`` continues it.
 """
+
 from __future__ import annotations
 
 import time
@@ -37,13 +38,31 @@ def run(config: ExerciseConfig, log: Callable[[str], None] = print) -> dict:
     started = time.perf_counter()
 
     def save(results: dict, complete: bool) -> None:
-        save_record(record_path, "exercise", config.to_dict(), results, **extra, complete=complete,
-                    wall_time=time.perf_counter() - started)
+        save_record(
+            record_path,
+            "exercise",
+            config.to_dict(),
+            results,
+            **extra,
+            complete=complete,
+            wall_time=time.perf_counter() - started,
+        )
 
-    result = run_exercise(config, ctx, log, checkpoints=out / "checkpoints" / stem.name, done=done,
-                          after_each=lambda runs: save({"runs": runs}, complete=False))
-    plot_exercise(result["summary"], result["runs"], plot_path, x_axis=EXERCISES[config.name].x_axis,
-                  title=f"exercise {config.name}: {config.epochs} epochs, {config.seeds} seeds, {describe(ctx)}")
+    result = run_exercise(
+        config,
+        ctx,
+        log,
+        checkpoints=out / "checkpoints" / stem.name,
+        done=done,
+        after_each=lambda runs: save({"runs": runs}, complete=False),
+    )
+    plot_exercise(
+        result["summary"],
+        result["runs"],
+        plot_path,
+        x_axis=EXERCISES[config.name].x_axis,
+        title=f"exercise {config.name}: {config.epochs} epochs, {config.seeds} seeds, {describe(ctx)}",
+    )
     text = exercise_markdown(config, ctx, result, plot_path.name)
     atomic_write_text(markdown_path, text + "\n")
     save({key: result[key] for key in ("runs", "summary", "conclusion")}, complete=True)

@@ -12,6 +12,7 @@ host ends the job within a few of them (``parallel.hosts``).
 MXNet's shipped ``tools/launch.py`` is not used: its dmlc tracker calls ``Thread.isAlive()``, gone
 since Python 3.9, and leaves its scheduler running.
 """
+
 from __future__ import annotations
 
 import os
@@ -51,22 +52,23 @@ class LaunchConfig(Settings):
     workers: int = 2
     servers: int = 1
     command: list[str] = field(default_factory=list)
-    hosts: str | None = None   # a file with one host per line; None: this machine, on loopback
-    port: int | None = None    # the scheduler's port; None: a free one
-    ssh: str = "ssh"           # how to start a process on another host
+    hosts: str | None = None  # a file with one host per line; None: this machine, on loopback
+    port: int | None = None  # the scheduler's port; None: a free one
+    ssh: str = "ssh"  # how to start a process on another host
     interface: str | None = None  # with --hosts: bind every node to this interface's address, not the file's
-    keepalive: float = 5.0     # with --hosts: seconds between ssh keep-alives and the tethers' heartbeats
-    grace: float = 5.0         # seconds a stopped process gets before kill -9
+    keepalive: float = 5.0  # with --hosts: seconds between ssh keep-alives and the tethers' heartbeats
+    grace: float = 5.0  # seconds a stopped process gets before kill -9
 
     def validate(self) -> "LaunchConfig":
         for name in ("workers", "servers"):
             if not 1 <= getattr(self, name) <= MAX_NODES:
                 raise UsageError(f"--{name} must be from 1 to {MAX_NODES}, got {getattr(self, name)}")
         if not self.command or self.command[0] not in COMMANDS:
-            raise UsageError("give the command each worker runs after --, e.g. "
-                             "gluon-bn launch --workers 2 -- reproduce --model gluon --kvstore dist_sync"
-                             + (f" ({self.command[0]!r} cannot run as a job; choose {', '.join(COMMANDS)})"
-                                if self.command else ""))
+            raise UsageError(
+                "give the command each worker runs after --, e.g. "
+                "gluon-bn launch --workers 2 -- reproduce --model gluon --kvstore dist_sync"
+                + (f" ({self.command[0]!r} cannot run as a job; choose {', '.join(COMMANDS)})" if self.command else "")
+            )
         if "--kvstore" not in self.command:
             raise UsageError("the workers' command needs --kvstore dist_sync, or each would train alone")
         if not 0.5 <= self.keepalive <= 3600:  # NaN too
@@ -90,21 +92,37 @@ def _free_port(port: int | None, address: str) -> int:
         try:
             probe.bind((address, port or 0))
         except OSError:
-            raise UsageError(f"--port {port}: already in use on {address}; choose another, "
-                             "or leave --port out and a free one is picked") from None
+            raise UsageError(
+                f"--port {port}: already in use on {address}; choose another, "
+                "or leave --port out and a free one is picked"
+            ) from None
         return probe.getsockname()[1]
 
 
 class _Process:
     """One node of the job: its process, its label, its host, and a thread copying its output with the label."""
 
-    def __init__(self, role: str, index: int, argv: list[str], env: dict, lock: threading.Lock,
-                 write: Callable[[str], None], host: Host | None = None):
+    def __init__(
+        self,
+        role: str,
+        index: int,
+        argv: list[str],
+        env: dict,
+        lock: threading.Lock,
+        write: Callable[[str], None],
+        host: Host | None = None,
+    ):
         self.role, self.label = role, f"{role} {index}" if role != "worker" else "worker ?"
         self.host, self.last = host, ""
-        self.process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.PIPE if host else subprocess.DEVNULL,
-                                        start_new_session=True, preexec_fn=die_with_parent)
+        self.process = subprocess.Popen(
+            argv,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.PIPE if host else subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
         self._lock, self._write = lock, write
         self.reader = threading.Thread(target=self._copy, daemon=True)
         self.reader.start()
@@ -174,8 +192,13 @@ def run(config: LaunchConfig, log: Callable[[str], None] = _say) -> int:
     if hosts:
         check_hosts(ssh, hosts, config.interface, config.hosts, timeout=max(30.0, 4 * config.keepalive))
     base = {k: v for k, v in os.environ.items() if k != "PORT"}  # ps-lite binds every node to $PORT if set
-    base.update(DMLC_PS_ROOT_URI=root, DMLC_PS_ROOT_PORT=str(port), DMLC_NUM_SERVER=str(config.servers),
-                DMLC_NUM_WORKER=str(config.workers), PYTHONUNBUFFERED="1")
+    base.update(
+        DMLC_PS_ROOT_URI=root,
+        DMLC_PS_ROOT_PORT=str(port),
+        DMLC_NUM_SERVER=str(config.servers),
+        DMLC_NUM_WORKER=str(config.workers),
+        PYTHONUNBUFFERED="1",
+    )
     if not hosts:  # one machine: every node listens on loopback only
         base.update(DMLC_INTERFACE="lo", DMLC_NODE_HOST="127.0.0.1")
     elif config.interface:
@@ -185,16 +208,26 @@ def run(config: LaunchConfig, log: Callable[[str], None] = _say) -> int:
     nodes: list[_Process] = []
     stop: list[str] = []
     heartbeat = Heartbeat(config.keepalive) if hosts else None
-    previous = {sig: signal.signal(sig, lambda s, _: stop.append(signal.Signals(s).name))
-                for sig in (signal.SIGINT, signal.SIGTERM)}
-    log(f"launch: scheduler on {root}:{port}, {config.servers} server(s), {config.workers} worker(s)"
-        + (f" over {len(hosts)} host(s)" if hosts else ", this machine (loopback only)"))
+    previous = {
+        sig: signal.signal(sig, lambda s, _: stop.append(signal.Signals(s).name))
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    log(
+        f"launch: scheduler on {root}:{port}, {config.servers} server(s), {config.workers} worker(s)"
+        + (f" over {len(hosts)} host(s)" if hosts else ", this machine (loopback only)")
+    )
     try:
-        roles = [("scheduler", 0)] + [("server", i) for i in range(config.servers)] + \
-                [("worker", i) for i in range(config.workers)]
+        roles = (
+            [("scheduler", 0)]
+            + [("server", i) for i in range(config.servers)]
+            + [("worker", i) for i in range(config.workers)]
+        )
         for role, index in roles:
-            env = {**base, "DMLC_ROLE" if role == "worker" else ROLE_ENV: role,
-                   "OMP_NUM_THREADS": threads if role == "worker" else "1"}
+            env = {
+                **base,
+                "DMLC_ROLE" if role == "worker" else ROLE_ENV: role,
+                "OMP_NUM_THREADS": threads if role == "worker" else "1",
+            }
             argv = _node_argv(role, config.command)
             host = (hosts[index % len(hosts)] if role == "worker" else hosts[0]) if hosts else None
             if host:
@@ -225,8 +258,10 @@ def _watch(nodes: list[_Process], grace: float, stop: list[str], log: Callable[[
         failed = next((n for n in nodes if n.process.poll() not in (None, 0)), None)
         if failed is not None:
             others = [n for n in nodes if n is not failed and n.process.poll() is None]
-            log(f"launch: {failed.name()} (pid {failed.process.pid}) {failed.how()}; stopping the other "
-                f"{len(others)} process(es)")
+            log(
+                f"launch: {failed.name()} (pid {failed.process.pid}) {failed.how()}; stopping the other "
+                f"{len(others)} process(es)"
+            )
             return 1
         if all(n.process.poll() == 0 for n in workers):
             deadline = time.monotonic() + 2 * grace  # the scheduler and servers end when the workers have

@@ -3,6 +3,7 @@
 Config in; the chapter's log lines, the first BN layer's gamma and beta, a table beside the
 book's numbers, a record (``reproduce.json``) and the training curves (``reproduce.png``) out.
 """
+
 from __future__ import annotations
 
 import time
@@ -22,6 +23,7 @@ from ..runs.supervised import ModelRun, train_model
 
 __all__ = ["ReproduceConfig", "run"]
 
+
 @dataclass
 class ReproduceConfig(TrainConfig):
     """The chapter's two BN LeNets (or the ones named) with its settings."""
@@ -37,8 +39,10 @@ class ReproduceConfig(TrainConfig):
             if norm not in NORMS:
                 raise UsageError(f"unknown model {norm!r}: choose from {', '.join(NORMS)}")
         if self.kvstore is not None and len(self.models) != 1:
-            raise UsageError(f"--kvstore {self.kvstore} trains one model per job (a process has one kvstore, "
-                             "and a Trainer keys it by its parameters' indices): give --model scratch, gluon, ...")
+            raise UsageError(
+                f"--kvstore {self.kvstore} trains one model per job (a process has one kvstore, "
+                "and a Trainer keys it by its parameters' indices): give --model scratch, gluon, ..."
+            )
         super().validate()
         return self
 
@@ -59,15 +63,23 @@ def run(config: ReproduceConfig, log: Callable[[str], None] = print) -> dict:
     def write_record(**status) -> None:
         if not reports:
             return
-        save_record(record_path, "reproduce", config.to_dict(), {name: r.to_dict() for name, r in runs.items()},
-                    **extra, complete=len(runs) == len(config.models), **status,
-                    wall_time=time.perf_counter() - started)
+        save_record(
+            record_path,
+            "reproduce",
+            config.to_dict(),
+            {name: r.to_dict() for name, r in runs.items()},
+            **extra,
+            complete=len(runs) == len(config.models),
+            **status,
+            wall_time=time.perf_counter() - started,
+        )
 
     for norm in config.models:
         log(f"\n== {label(norm)} LeNet ==")
         try:
-            trained = runs[norm] = train_model(norm, config, ctx, log, checkpoints=out / "checkpoints" / norm,
-                                               resume=config.resume, job=job, data=data)
+            trained = runs[norm] = train_model(
+                norm, config, ctx, log, checkpoints=out / "checkpoints" / norm, resume=config.resume, job=job, data=data
+            )
         except Diverged as exc:
             write_record(diverged={"model": norm, "epoch": exc.epoch, "batch": exc.batch, "loss": str(exc.loss)})
             raise
@@ -80,12 +92,18 @@ def run(config: ReproduceConfig, log: Callable[[str], None] = print) -> dict:
         write_record()
     if job is not None:
         from ..parallel.distributed import disconnect
+
         disconnect()
     histories = {name: r.history for name, r in runs.items()}
     if not reports:
         return {"runs": runs}
-    plot_histories(histories, plot_path, reference=CHAPTER, reference_epoch=CHAPTER_EPOCH,
-                   title=f"LeNet on Fashion-MNIST, lr {config.lr}, batch {config.batch_size}, {ctx}")
+    plot_histories(
+        histories,
+        plot_path,
+        reference=CHAPTER,
+        reference_epoch=CHAPTER_EPOCH,
+        title=f"LeNet on Fashion-MNIST, lr {config.lr}, batch {config.batch_size}, {ctx}",
+    )
     log("\n" + chapter_table(histories))
     log(f"\nwrote {record_path} and {plot_path}")
     return {"record": record_path, "plot": plot_path, "runs": runs}

@@ -7,14 +7,25 @@ changes moving statistics goes through these functions. Two ways save and put ba
 net's statistics: ``snapshot_stats``/``restore_stats`` hold the device arrays (cheap, inside the
 training loop), ``swap_bn_stats`` their values on the host (to swap in other statistics).
 """
+
 from __future__ import annotations
 
 import mxnet as mx
 import numpy as np
 from mxnet import gluon, nd
 
-__all__ = ["bn_layers", "get_stats", "is_bn", "layer_stat_copies", "restore_stats", "set_affine",
-           "set_layer_stat_copies", "set_stats", "snapshot_stats", "swap_bn_stats"]
+__all__ = [
+    "bn_layers",
+    "get_stats",
+    "is_bn",
+    "layer_stat_copies",
+    "restore_stats",
+    "set_affine",
+    "set_layer_stat_copies",
+    "set_stats",
+    "snapshot_stats",
+    "swap_bn_stats",
+]
 
 
 def _is_gluon_style(layer: gluon.Block) -> bool:
@@ -24,7 +35,8 @@ def _is_gluon_style(layer: gluon.Block) -> bool:
 def is_bn(layer: gluon.Block) -> bool:
     """Whether ``layer`` is a BN block in either convention."""
     return isinstance(getattr(layer, "gamma", None), gluon.Parameter) and (
-        _is_gluon_style(layer) or isinstance(getattr(layer, "moving_mean", None), nd.NDArray))
+        _is_gluon_style(layer) or isinstance(getattr(layer, "moving_mean", None), nd.NDArray)
+    )
 
 
 def bn_layers(net: gluon.Block) -> list[gluon.Block]:
@@ -66,8 +78,10 @@ def layer_stat_copies(layer: gluon.Block) -> list[tuple[np.ndarray, np.ndarray]]
     ``nn.BatchNorm`` on several devices, a single one for the chapter's convention."""
     if not _is_gluon_style(layer):
         return [get_stats(layer)]
-    return [(m.asnumpy().astype(np.float64), v.asnumpy().astype(np.float64))
-            for m, v in zip(layer.running_mean.list_data(), layer.running_var.list_data())]
+    return [
+        (m.asnumpy().astype(np.float64), v.asnumpy().astype(np.float64))
+        for m, v in zip(layer.running_mean.list_data(), layer.running_var.list_data())
+    ]
 
 
 def set_layer_stat_copies(layer: gluon.Block, copies: list, ctx: mx.Context) -> None:
@@ -77,8 +91,10 @@ def set_layer_stat_copies(layer: gluon.Block, copies: list, ctx: mx.Context) -> 
         return
     for param, which in ((layer.running_mean, 0), (layer.running_var, 1)):
         if len(copies) != len(param.list_data()):
-            raise ValueError(f"{len(copies)} saved copies of {param.name} for {len(param.list_data())} devices: "
-                             "resume on as many devices as the run was started with")
+            raise ValueError(
+                f"{len(copies)} saved copies of {param.name} for {len(param.list_data())} devices: "
+                "resume on as many devices as the run was started with"
+            )
         for target, copy in zip(param.list_data(), copies):
             nd.array(np.reshape(copy[which], param.shape), dtype=param.dtype).copyto(target)
 

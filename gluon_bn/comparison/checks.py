@@ -7,6 +7,7 @@ two layers, and which statistics each uses per ``autograd`` scope, are in :mod:`
 Any block with ``gamma``/``beta`` Parameters and either the chapter's ``moving_mean``/
 ``moving_var`` NDArrays or Gluon's ``running_mean``/``running_var`` Parameters can be checked.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -32,9 +33,15 @@ COMPARED = ("scratch", "gluon")
 #: the float32 error of MXNet's fused CPU operator at LeNet's largest BN shape (relative
 #: ~2e-5 there, where the chapter's two-pass formulas stay near 1e-7), and far below what a
 #: wrong reduction axis or the unbiased variance (relative 1/(m-1)) does at m <= 256.
-TOLERANCES = {"train output": (3e-4, 1e-4), "dX": (1e-5, 1e-3), "dgamma": (1e-3, 1e-4),
-              "dbeta": (1e-3, 1e-4), "moving mean": (1e-5, 1e-4), "moving var": (1e-5, 1e-4),
-              "predict output": (3e-4, 1e-4)}
+TOLERANCES = {
+    "train output": (3e-4, 1e-4),
+    "dX": (1e-5, 1e-3),
+    "dgamma": (1e-3, 1e-4),
+    "dbeta": (1e-3, 1e-4),
+    "moving mean": (1e-5, 1e-4),
+    "moving var": (1e-5, 1e-4),
+    "predict output": (3e-4, 1e-4),
+}
 
 
 def build_layer(factory: LayerFactory, c: int, ndim: int, ctx: mx.Context) -> gluon.Block:
@@ -53,12 +60,18 @@ def build_layer(factory: LayerFactory, c: int, ndim: int, ctx: mx.Context) -> gl
     if not is_bn(layer):
         raise TypeError(
             f"cannot compare {type(layer).__name__}: a BN block needs gamma/beta Parameters and either "
-            "moving_mean/moving_var NDArrays (the chapter's) or running_mean/running_var Parameters (Gluon's)")
+            "moving_mean/moving_var NDArrays (the chapter's) or running_mean/running_var Parameters (Gluon's)"
+        )
     return layer
 
 
-def run_step(layer: gluon.Block, x: np.ndarray, dy: np.ndarray | None, ctx: mx.Context,
-             scope: Callable[[], contextlib.AbstractContextManager] = autograd.record):
+def run_step(
+    layer: gluon.Block,
+    x: np.ndarray,
+    dy: np.ndarray | None,
+    ctx: mx.Context,
+    scope: Callable[[], contextlib.AbstractContextManager] = autograd.record,
+):
     """One forward (and backward with head gradient ``dy`` unless None) under ``scope``.
 
     Returns the output and the input's gradient, (y, dx), as float64 NumPy arrays.
@@ -86,6 +99,7 @@ def max_abs_gap(a, b) -> float:
 
 # -- 1. agreement with the reference ---------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Check:
     """One quantity of one layer against the reference, with the tolerance it is held to."""
@@ -108,13 +122,28 @@ def _check(layer: str, shape, quantity: str, got, want) -> Check:
     atol, rtol = TOLERANCES[quantity]
     err = np.abs(got - want)
     scale = float(np.max(np.abs(want))) or 1.0
-    return Check(layer, tuple(shape), quantity, float(err.max()), float(err.max()) / scale, atol, rtol,
-                 bool(got.shape == want.shape and np.all(err <= atol + rtol * np.abs(want))))
+    return Check(
+        layer,
+        tuple(shape),
+        quantity,
+        float(err.max()),
+        float(err.max()) / scale,
+        atol,
+        rtol,
+        bool(got.shape == want.shape and np.all(err <= atol + rtol * np.abs(want))),
+    )
 
 
-def check_layer(factory: LayerFactory, shape: tuple, name: str = "layer", steps: int = 3,
-                ctx: mx.Context | None = None, seed: int = 0, eps: float = 1e-5,
-                momentum: float = 0.9) -> list[Check]:
+def check_layer(
+    factory: LayerFactory,
+    shape: tuple,
+    name: str = "layer",
+    steps: int = 3,
+    ctx: mx.Context | None = None,
+    seed: int = 0,
+    eps: float = 1e-5,
+    momentum: float = 0.9,
+) -> list[Check]:
     """Hold one BN block to the float64 reference of the paper's formulas.
 
     The reference starts from the block's own initial moving statistics. Step 1's training
@@ -146,14 +175,17 @@ def check_layer(factory: LayerFactory, shape: tuple, name: str = "layer", steps:
         ref_y, mm, mv = bn_forward(x, gamma, beta, mm, mv, eps, momentum, training=True)
         if k == 0:
             ref_dx, ref_dgamma, ref_dbeta = bn_backward(x, gamma, dy, eps)
-            checks += [_check(name, shape, "train output", y, ref_y),
-                       _check(name, shape, "dX", dx, ref_dx),
-                       _check(name, shape, "dgamma", layer.gamma.grad(ctx).asnumpy().reshape(-1), ref_dgamma),
-                       _check(name, shape, "dbeta", layer.beta.grad(ctx).asnumpy().reshape(-1), ref_dbeta)]
+            checks += [
+                _check(name, shape, "train output", y, ref_y),
+                _check(name, shape, "dX", dx, ref_dx),
+                _check(name, shape, "dgamma", layer.gamma.grad(ctx).asnumpy().reshape(-1), ref_dgamma),
+                _check(name, shape, "dbeta", layer.beta.grad(ctx).asnumpy().reshape(-1), ref_dbeta),
+            ]
     got_mm, got_mv = get_stats(layer)
     checks += [_check(name, shape, "moving mean", got_mm, mm), _check(name, shape, "moving var", got_mv, mv)]
     x = rng.normal(1.5, 2.0, shape).astype(np.float32)
     y = layer(nd.array(x, ctx=ctx)).asnumpy()
-    checks.append(_check(name, shape, "predict output", y,
-                         bn_forward(x, gamma, beta, mm, mv, eps, momentum, training=False)[0]))
+    checks.append(
+        _check(name, shape, "predict output", y, bn_forward(x, gamma, beta, mm, mv, eps, momentum, training=False)[0])
+    )
     return checks

@@ -4,6 +4,7 @@
   at both layers' defaults and then closed by aligning its one cause;
 - :func:`mode_table`: which statistics each layer uses under each ``autograd`` scope.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -23,6 +24,7 @@ __all__ = ["Difference", "ModeRow", "known_differences", "mode_table", "variance
 
 
 # -- 2. the known differences, shown and then closed -------------------------------------
+
 
 @dataclass(frozen=True)
 class Difference:
@@ -75,8 +77,13 @@ def variance_estimator(ctx: mx.Context | None = None, shape=(4, 3, 2, 2), seed: 
     biased = 0.9 + 0.1 * x.astype(np.float64).var(axis=axes)
     unbiased = 0.9 + 0.1 * x.astype(np.float64).var(axis=axes) * m / (m - 1)
     gaps = {"biased": max_abs_gap(got, biased), "unbiased": max_abs_gap(got, unbiased)}
-    return {"context": str(ctx), "estimator": min(gaps, key=gaps.get), "gap_to_biased": gaps["biased"],
-            "gap_to_unbiased": gaps["unbiased"], "examples_per_channel": m}
+    return {
+        "context": str(ctx),
+        "estimator": min(gaps, key=gaps.get),
+        "gap_to_biased": gaps["biased"],
+        "gap_to_unbiased": gaps["unbiased"],
+        "examples_per_channel": m,
+    }
 
 
 def known_differences(ctx: mx.Context | None = None, seed: int = 0) -> list[Difference]:
@@ -97,13 +104,20 @@ def known_differences(ctx: mx.Context | None = None, seed: int = 0) -> list[Diff
         for layer in (scratch, gl):
             run_step(layer, x1, dy, ctx)
         gaps.append(max_abs_gap(scratch(nd.array(x2, ctx=ctx)).asnumpy(), gl(nd.array(x2, ctx=ctx)).asnumpy()))
-    rows.append(Difference(
-        "initial moving_var", "prediction output after one training step, max abs diff scratch vs gluon",
-        gaps[0], gaps[1], tol, True,
-        "The chapter starts moving_var at zeros, Gluon's running_var at ones. With momentum 0.9 "
-        "the moving variance after one step is 0.1*var (chapter) vs 0.9 + 0.1*var (Gluon), so "
-        "prediction-mode outputs differ a lot in the first steps; the gap decays as 0.9^t. "
-        "Aligned: the chapter's moving_var set to ones."))
+    rows.append(
+        Difference(
+            "initial moving_var",
+            "prediction output after one training step, max abs diff scratch vs gluon",
+            gaps[0],
+            gaps[1],
+            tol,
+            True,
+            "The chapter starts moving_var at zeros, Gluon's running_var at ones. With momentum 0.9 "
+            "the moving variance after one step is 0.1*var (chapter) vs 0.9 + 0.1*var (Gluon), so "
+            "prediction-mode outputs differ a lot in the first steps; the gap decays as 0.9^t. "
+            "Aligned: the chapter's moving_var set to ones.",
+        )
+    )
 
     # (b) When the running statistics are updated: forward (chapter) vs backward (MXNet's CPU operator).
     gaps = []
@@ -112,26 +126,40 @@ def known_differences(ctx: mx.Context | None = None, seed: int = 0) -> list[Diff
         for layer in (scratch, gl):
             run_step(layer, x1, dy if backward else None, ctx)
         gaps.append(max(max_abs_gap(a, b) for a, b in zip(get_stats(scratch), get_stats(gl))))
-    rows.append(Difference(
-        "update in forward vs backward", "moving statistics after a forward in record(), max abs diff scratch vs gluon",
-        gaps[0], gaps[1], tol, True if on_cpu else None,
-        "The chapter's layer updates its moving statistics in forward whenever autograd is "
-        "training. MXNet's CPU BatchNorm operator folds the batch statistics into running_mean/var "
-        "in its backward pass, so a forward inside autograd.record() without backward() (or under "
-        "autograd.train_mode() without recording) leaves them unchanged. On a GPU, MXNet's cuDNN "
-        "path hands the running statistics to cudnnBatchNormalizationForwardTraining, which "
-        "updates them in forward. Aligned: call backward() after the forward."))
+    rows.append(
+        Difference(
+            "update in forward vs backward",
+            "moving statistics after a forward in record(), max abs diff scratch vs gluon",
+            gaps[0],
+            gaps[1],
+            tol,
+            True if on_cpu else None,
+            "The chapter's layer updates its moving statistics in forward whenever autograd is "
+            "training. MXNet's CPU BatchNorm operator folds the batch statistics into running_mean/var "
+            "in its backward pass, so a forward inside autograd.record() without backward() (or under "
+            "autograd.train_mode() without recording) leaves them unchanged. On a GPU, MXNet's cuDNN "
+            "path hands the running statistics to cudnnBatchNormalizationForwardTraining, which "
+            "updates them in forward. Aligned: call backward() after the forward.",
+        )
+    )
 
     # (c) The variance estimate folded into the running variance: biased (m) or unbiased (m - 1).
     est = variance_estimator(ctx, seed=seed)
-    rows.append(Difference(
-        "running-variance estimator", f"{est['estimator']} on {est['context']}: running_var after one "
-        f"step vs the chapter's biased update (m = {est['examples_per_channel']} per channel)",
-        est["gap_to_biased"], min(est["gap_to_biased"], est["gap_to_unbiased"]), tol, False if on_cpu else None,
-        "Both layers normalise with the biased batch variance (divide by m). For the running "
-        "variance MXNet's CPU operator also uses the biased one, like the chapter; with cuDNN on a "
-        "GPU it uses the unbiased estimate var*m/(m-1), which shows up only for small m. Measured "
-        "on this context; aligned: compared with the estimator that the context uses."))
+    rows.append(
+        Difference(
+            "running-variance estimator",
+            f"{est['estimator']} on {est['context']}: running_var after one "
+            f"step vs the chapter's biased update (m = {est['examples_per_channel']} per channel)",
+            est["gap_to_biased"],
+            min(est["gap_to_biased"], est["gap_to_unbiased"]),
+            tol,
+            False if on_cpu else None,
+            "Both layers normalise with the biased batch variance (divide by m). For the running "
+            "variance MXNet's CPU operator also uses the biased one, like the chapter; with cuDNN on a "
+            "GPU it uses the unbiased estimate var*m/(m-1), which shows up only for small m. Measured "
+            "on this context; aligned: compared with the estimator that the context uses.",
+        )
+    )
 
     # (d) Momentum convention: MXNet's 0.9 keeps 90% of the old value, PyTorch's 0.1 means the same.
     _, gl = _pair(ctx, c, 4, align_init=True)
@@ -139,12 +167,19 @@ def known_differences(ctx: mx.Context | None = None, seed: int = 0) -> list[Diff
     var = x1.astype(np.float64).var(axis=(0, 2, 3))
     torch_update = lambda m: (1 - m) * 1.0 + m * var  # noqa: E731
     got = get_stats(gl)[1]
-    rows.append(Difference(
-        "momentum convention", "running_var after one step vs PyTorch's update rule with momentum m",
-        max_abs_gap(got, torch_update(0.9)), max_abs_gap(got, torch_update(0.1)), tol, True,
-        "MXNet and the chapter: moving = momentum*moving + (1 - momentum)*batch, so momentum 0.9 "
-        "keeps 90% of the old value. PyTorch writes moving = (1 - momentum)*moving + momentum*batch: "
-        "its default 0.1 is the same rule. Aligned: PyTorch momentum = 1 - 0.9."))
+    rows.append(
+        Difference(
+            "momentum convention",
+            "running_var after one step vs PyTorch's update rule with momentum m",
+            max_abs_gap(got, torch_update(0.9)),
+            max_abs_gap(got, torch_update(0.1)),
+            tol,
+            True,
+            "MXNet and the chapter: moving = momentum*moving + (1 - momentum)*batch, so momentum 0.9 "
+            "keeps 90% of the old value. PyTorch writes moving = (1 - momentum)*moving + momentum*batch: "
+            "its default 0.1 is the same rule. Aligned: PyTorch momentum = 1 - 0.9.",
+        )
+    )
 
     # (e) eps: both add it to the variance inside the square root, default 1e-5.
     small = (x1 * 1e-2).astype(np.float32)
@@ -152,16 +187,24 @@ def known_differences(ctx: mx.Context | None = None, seed: int = 0) -> list[Diff
     for eps in (1e-3, 1e-5):
         scratch, gl = _pair(ctx, c, 4, align_init=True, gluon_kwargs={"epsilon": eps})
         gaps.append(max_abs_gap(run_step(scratch, small, dy, ctx)[0], run_step(gl, small, dy, ctx)[0]))
-    rows.append(Difference(
-        "eps convention", "training output on an input of std 0.02, nn.BatchNorm(epsilon=1e-3) vs the "
-        "chapter's eps=1e-5", gaps[0], gaps[1], 1e-3, True,
-        "Both compute (x - mean) / sqrt(var + eps) with eps = 1e-5 by default, as the paper does. "
-        "A different eps (Keras and TensorFlow default to 1e-3) matters only where the variance is "
-        "near eps. cuDNN refuses eps below 1e-5. Aligned: nn.BatchNorm(epsilon=1e-5)."))
+    rows.append(
+        Difference(
+            "eps convention",
+            "training output on an input of std 0.02, nn.BatchNorm(epsilon=1e-3) vs the chapter's eps=1e-5",
+            gaps[0],
+            gaps[1],
+            1e-3,
+            True,
+            "Both compute (x - mean) / sqrt(var + eps) with eps = 1e-5 by default, as the paper does. "
+            "A different eps (Keras and TensorFlow default to 1e-3) matters only where the variance is "
+            "near eps. cuDNN refuses eps below 1e-5. Aligned: nn.BatchNorm(epsilon=1e-5).",
+        )
+    )
     return rows
 
 
 # -- 3. which statistics each autograd scope uses -------------------------------------------
+
 
 @dataclass(frozen=True)
 class ModeRow:
@@ -183,6 +226,7 @@ def _nested(*managers):
             for make in managers:
                 stack.enter_context(make())
             yield
+
     return scope
 
 
@@ -213,8 +257,13 @@ def mode_table(ctx: mx.Context | None = None, seed: int = 0) -> list[ModeRow]:
             layer = build_layer(NORMS[name].layer, c, 4, ctx)
             set_stats(layer, mean0, var0, ctx)
             y, _ = run_step(layer, x, np.ones(shape, np.float32) if backward else None, ctx, scope=manager)
-            used = ("batch" if max_abs_gap(y, by_batch) < 1e-3 else "moving" if max_abs_gap(y, by_moving) < 1e-3
-                    else "neither")
+            used = (
+                "batch"
+                if max_abs_gap(y, by_batch) < 1e-3
+                else "moving"
+                if max_abs_gap(y, by_moving) < 1e-3
+                else "neither"
+            )
             mean, var = get_stats(layer)
             rows.append(ModeRow(scope, name, used, max_abs_gap(mean, mean0) > 1e-7 or max_abs_gap(var, var0) > 1e-7))
     return rows

@@ -4,6 +4,7 @@ The comparison trains the scratch and the Gluon LeNet from the same start and fo
 drift; the fast layer's whole-model test starts every step from the chapter LeNet's state.
 Works across BN conventions (the chapter's NDArrays, Gluon's Parameters) through ``bnstate``.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -43,6 +44,7 @@ def model_drift(a: nn.Sequential, b: nn.Sequential, probe: nd.NDArray) -> dict:
     Weights and statistics are compared as one vector each (relative norm of the difference), so
     the biases before BN, whose gradient is ~0 and norm ~1e-7, do not dominate.
     """
+
     def weights(net):
         return np.concatenate([p.list_data()[0].asnumpy().ravel() for p in learned_parameters(net).values()])
 
@@ -51,7 +53,10 @@ def model_drift(a: nn.Sequential, b: nn.Sequential, probe: nd.NDArray) -> dict:
 
     wa, wb = weights(a), weights(b)
     ya, yb = a(probe), b(probe)
-    return {"param_rel_diff": relative_difference(wa, wb), "param_max_abs_diff": float(np.max(np.abs(wa - wb))),
-            "stats_rel_diff": relative_difference(stats(a), stats(b)),
-            "logits_max_abs_diff": float(nd.abs(ya - yb).max().asscalar()),
-            "prediction_agreement": float((ya.argmax(axis=1) == yb.argmax(axis=1)).mean().asscalar())}
+    return {
+        "param_rel_diff": relative_difference(wa, wb),
+        "param_max_abs_diff": float(np.max(np.abs(wa - wb))),
+        "stats_rel_diff": relative_difference(stats(a), stats(b)),
+        "logits_max_abs_diff": float(nd.abs(ya - yb).max().asscalar()),
+        "prediction_agreement": float((ya.argmax(axis=1) == yb.argmax(axis=1)).mean().asscalar()),
+    }

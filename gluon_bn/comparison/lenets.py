@@ -1,5 +1,6 @@
 """The two LeNets of the comparison: the scratch and the Gluon one trained in lockstep from one start,
 and each BN kind on several devices held against them."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -75,8 +76,13 @@ def compare_models(config: CompareConfig, ctx: mx.Context, log: Callable[[str], 
     return {"runs": runs, "drift": drift, "start": snapshots[0], "stats": stats}
 
 
-def compare_devices(config: CompareConfig, contexts: Contexts, start: gluon.Block, references: Mapping,
-                    log: Callable[[str], None] = print) -> dict:
+def compare_devices(
+    config: CompareConfig,
+    contexts: Contexts,
+    start: gluon.Block,
+    references: Mapping,
+    log: Callable[[str], None] = print,
+) -> dict:
     """Train each BN kind on ``contexts`` from ``start``'s weights on the one-device runs' batches.
 
     The kinds are the norms in ``NORMS`` with a one-device norm to be held against. Per kind: its
@@ -106,15 +112,28 @@ def compare_devices(config: CompareConfig, contexts: Contexts, start: gluon.Bloc
         distances: list = []
         gaps: list = []
 
-        def measure(epoch: Epoch, trained: gluon.Block, norm=norm, reference=reference, distances=distances,
-                    gaps=gaps) -> None:
+        def measure(
+            epoch: Epoch, trained: gluon.Block, norm=norm, reference=reference, distances=distances, gaps=gaps
+        ) -> None:
             distances.append(stats_distance(trained, references[reference][epoch.epoch - 1]))
-            gaps.append(statistics_gap(fresh(norm, contexts), fresh(reference, as_list(contexts)[0]), trained,
-                                       probe_iter, contexts, num_batches=config.gap_batches))
+            gaps.append(
+                statistics_gap(
+                    fresh(norm, contexts),
+                    fresh(reference, as_list(contexts)[0]),
+                    trained,
+                    probe_iter,
+                    contexts,
+                    num_batches=config.gap_batches,
+                )
+            )
 
         log(f"\n== {label(norm)} LeNet on {describe(contexts)} (shared start) ==")
         trained = train_model(norm, config, contexts, log, net=net, callbacks=[OnEpochEnd(measure)])
-        results[norm] = {"history": history_rows(trained.history), "reference": reference,
-                         "stats_distance": distances, "stats_gap": gaps,
-                         "test_acc": accuracy_per_copy(net, test_iter, contexts)}
+        results[norm] = {
+            "history": history_rows(trained.history),
+            "reference": reference,
+            "stats_distance": distances,
+            "stats_gap": gaps,
+            "test_acc": accuracy_per_copy(net, test_iter, contexts),
+        }
     return results

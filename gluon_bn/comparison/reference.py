@@ -2,6 +2,7 @@
 
 Independent of MXNet, so layers can be checked against the formulas themselves.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,8 +23,9 @@ def _shaped(a, ndim: int) -> np.ndarray:
     return a.reshape((1, -1) + (1,) * (ndim - 2))
 
 
-def bn_forward(x, gamma, beta, moving_mean, moving_var, eps: float = 1e-5,
-               momentum: float = 0.9, training: bool = True):
+def bn_forward(
+    x, gamma, beta, moving_mean, moving_var, eps: float = 1e-5, momentum: float = 0.9, training: bool = True
+):
     """Return (y, new_moving_mean, new_moving_var) in float64, per-feature vectors for the stats.
 
     Training uses the batch mean and the biased batch variance; prediction the moving ones.
@@ -53,8 +55,7 @@ def bn_forward(x, gamma, beta, moving_mean, moving_var, eps: float = 1e-5,
     return _shaped(gamma, x.ndim) * x_hat + _shaped(beta, x.ndim), mm, mv
 
 
-def bn_backward(x, gamma, dy, eps: float = 1e-5, training: bool = True,
-                moving_mean=None, moving_var=None):
+def bn_backward(x, gamma, dy, eps: float = 1e-5, training: bool = True, moving_mean=None, moving_var=None):
     """Analytic (dx, dgamma, dbeta) in float64 for the loss sum(dy * y).
 
     In training the batch statistics depend on x, which adds the two mean terms to dx;
@@ -79,8 +80,9 @@ def bn_backward(x, gamma, dy, eps: float = 1e-5, training: bool = True,
     inv_std = 1.0 / np.sqrt(var + eps)
     x_hat = (x - mean) * inv_std
     if training:
-        dx = g * inv_std * (dy - dy.mean(axis=axes, keepdims=True)
-                            - x_hat * (dy * x_hat).mean(axis=axes, keepdims=True))
+        dx = (
+            g * inv_std * (dy - dy.mean(axis=axes, keepdims=True) - x_hat * (dy * x_hat).mean(axis=axes, keepdims=True))
+        )
     else:
         dx = g * inv_std * dy
     return dx, (dy * x_hat).sum(axis=axes), dy.sum(axis=axes)

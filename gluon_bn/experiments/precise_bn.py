@@ -5,6 +5,7 @@ change fast), so prediction-mode accuracy swings from epoch to epoch. Re-estimat
 statistics over a sample of the training set with the weights frozen removes that lag
 (Ioffe & Szegedy, 2015, Alg. 2; Wu & Johnson, 2021, "Rethinking Batch in BatchNorm").
 """
+
 from __future__ import annotations
 
 from typing import Iterable
@@ -20,8 +21,9 @@ from ..runtime.compiled import imperative
 __all__ = ["recompute_bn_stats"]
 
 
-def recompute_bn_stats(net: gluon.Block, data_iter: Iterable, num_batches: int | None = 100,
-                       ctx: Contexts | None = None) -> int:
+def recompute_bn_stats(
+    net: gluon.Block, data_iter: Iterable, num_batches: int | None = 100, ctx: Contexts | None = None
+) -> int:
     """Set each BN layer's moving mean/variance to its input's mean/variance over the data.
 
     The network runs forward in training mode (each BN layer normalizes with its batch's
@@ -48,7 +50,7 @@ def recompute_bn_stats(net: gluon.Block, data_iter: Iterable, num_batches: int |
         seen = _accumulate(net, layers, data_iter, num_batches, ctx, sums)
     for layer, (count, s1, s2) in zip(layers, sums):
         mean = s1 / count
-        set_stats(layer, mean, np.maximum(s2 / count - mean ** 2, 0.0), ctx)
+        set_stats(layer, mean, np.maximum(s2 / count - mean**2, 0.0), ctx)
     return seen
 
 
@@ -62,9 +64,9 @@ def _accumulate(net, layers, data_iter, num_batches, ctx, sums) -> int:
             axes = reduce_axes(X.ndim)
             count = X.size // X.shape[1]
             s1 = X.sum(axis=axes).asnumpy().reshape(-1)
-            s2 = (X ** 2).sum(axis=axes).asnumpy().reshape(-1)
-            sums[i] = (count, s1, s2) if sums[i] is None else (sums[i][0] + count, sums[i][1] + s1,
-                                                               sums[i][2] + s2)
+            s2 = (X**2).sum(axis=axes).asnumpy().reshape(-1)
+            sums[i] = (count, s1, s2) if sums[i] is None else (sums[i][0] + count, sums[i][1] + s1, sums[i][2] + s2)
+
         return hook
 
     handles = []

@@ -1,4 +1,5 @@
 """Running one of the chapter's exercises: every variant for every seed, its summary, table and report."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -43,8 +44,10 @@ class ExerciseConfig(TrainConfig):
         self.exercise()
         super().validate()
         if self.seed + self.seeds - 1 > SEED_MAX:
-            raise UsageError(f"seeds {self.seed}..{self.seed + self.seeds - 1} go past the largest seed, "
-                             f"{SEED_MAX}; give a smaller --seed or fewer --seeds")
+            raise UsageError(
+                f"seeds {self.seed}..{self.seed + self.seeds - 1} go past the largest seed, "
+                f"{SEED_MAX}; give a smaller --seed or fewer --seeds"
+            )
         return self
 
 
@@ -63,31 +66,55 @@ class _PerEpoch(Callback):
             self.extras.setdefault("per_epoch", {}).setdefault(key, []).append(value)
 
 
-def _train_variant(exercise: Exercise, variant: Variant, config: ExerciseConfig, ctx: Contexts, checkpoints,
-                   log: Callable[[str], None]) -> dict:
+def _train_variant(
+    exercise: Exercise, variant: Variant, config: ExerciseConfig, ctx: Contexts, checkpoints, log: Callable[[str], None]
+) -> dict:
     """Train one variant for one seed (``config.seed``); its record entry, diverged or not."""
     log(f"\n== {variant.name}, seed {config.seed} ==")
     net = seeded_lenet(variant.norm, ctx, config.seed, **variant.options)
     extras: dict = {}
     per_epoch = [_PerEpoch(exercise, config, ctx, extras)] if exercise.on_epoch else []
-    entry = {"variant": variant.name, "group": variant.group, "seed": config.seed, "lr": config.lr,
-             "devices": len(as_list(ctx)), "batch_size": config.batch_size}
+    entry = {
+        "variant": variant.name,
+        "group": variant.group,
+        "seed": config.seed,
+        "lr": config.lr,
+        "devices": len(as_list(ctx)),
+        "batch_size": config.batch_size,
+    }
     try:
-        trained = train_model(variant.norm, config, ctx, log, net=net, callbacks=per_epoch, extras=extras,
-                              checkpoints=checkpoints, resume=config.resume)
+        trained = train_model(
+            variant.norm,
+            config,
+            ctx,
+            log,
+            net=net,
+            callbacks=per_epoch,
+            extras=extras,
+            checkpoints=checkpoints,
+            resume=config.resume,
+        )
         if exercise.measure is not None:
             extras.update(exercise.measure(net, config, ctx))
         entry.update(status="trained", history=history_rows(trained.history))
     except Diverged as exc:
         log(f"diverged: {exc}")
-        entry.update(status="diverged", history=history_rows(exc.history),
-                     diverged={"epoch": exc.epoch, "batch": exc.batch, "loss": str(exc.loss)})
+        entry.update(
+            status="diverged",
+            history=history_rows(exc.history),
+            diverged={"epoch": exc.epoch, "batch": exc.batch, "loss": str(exc.loss)},
+        )
     return {**entry, "extras": extras}
 
 
-def run_exercise(config: ExerciseConfig, ctx: Contexts, log: Callable[[str], None] = print,
-                 checkpoints: Path | None = None, done: Mapping[tuple[str, int], dict] | None = None,
-                 after_each: Callable[[list[dict]], None] | None = None) -> dict:
+def run_exercise(
+    config: ExerciseConfig,
+    ctx: Contexts,
+    log: Callable[[str], None] = print,
+    checkpoints: Path | None = None,
+    done: Mapping[tuple[str, int], dict] | None = None,
+    after_each: Callable[[list[dict]], None] | None = None,
+) -> dict:
     """Train every variant of ``config.name`` for every seed; its runs, summary, table and conclusion.
 
     Args:
@@ -105,14 +132,27 @@ def run_exercise(config: ExerciseConfig, ctx: Contexts, log: Callable[[str], Non
         for seed in range(config.seed, config.seed + config.seeds):
             settings = variant_config(config, variant, seed, as_list(ctx)[0].device_type)
             where = None if checkpoints is None else checkpoints / f"{_slug(variant.name)}-seed{seed}"
-            runs.append((done or {}).get((variant.name, seed)) or _train_variant(
-                exercise, variant, settings, ctx if variant.devices is None else resolve_context(settings.ctx),
-                where, log))
+            runs.append(
+                (done or {}).get((variant.name, seed))
+                or _train_variant(
+                    exercise,
+                    variant,
+                    settings,
+                    ctx if variant.devices is None else resolve_context(settings.ctx),
+                    where,
+                    log,
+                )
+            )
             if after_each is not None:
                 after_each(runs)
     summary = summarize(runs)
-    return {"runs": runs, "summary": summary, "conclusion": exercise.conclude(summary, runs),
-            "table": summary_table(summary), "details": exercise.details(runs) if exercise.details else ""}
+    return {
+        "runs": runs,
+        "summary": summary,
+        "conclusion": exercise.conclude(summary, runs),
+        "table": summary_table(summary),
+        "details": exercise.details(runs) if exercise.details else "",
+    }
 
 
 def exercise_settings(config: ExerciseConfig) -> ExerciseConfig:
@@ -132,15 +172,23 @@ def exercise_markdown(config: ExerciseConfig, ctx: Contexts, result: Mapping, pl
         plot_name: the plot's file name, linked at the end; None leaves the plot out.
     """
     exercise = EXERCISES[config.name]
-    return "\n\n".join(part for part in (
-        f"# Exercise `{exercise.name}`", f"*{exercise.question}*",
-        f"{config.epochs} epochs per run, seeds {config.seed}..{config.seed + config.seeds - 1}, lr {config.lr:g} "
-        f"unless the row says otherwise, batch {config.batch_size}, on {describe(ctx)} unless the row names devices"
-        + (f", first {config.num_train:,} training images" if config.num_train else "")
-        + (f", first {config.num_test:,} test images" if config.num_test else "")
-        + ". Numbers are the last epoch's, mean ± std over seeds.", result["table"], result["details"],
-        f"**Conclusion (from this run's numbers).** {result['conclusion']}",
-        f"![plot]({plot_name})" if plot_name else "") if part)
+    return "\n\n".join(
+        part
+        for part in (
+            f"# Exercise `{exercise.name}`",
+            f"*{exercise.question}*",
+            f"{config.epochs} epochs per run, seeds {config.seed}..{config.seed + config.seeds - 1}, lr {config.lr:g} "
+            f"unless the row says otherwise, batch {config.batch_size}, on {describe(ctx)} unless the row names devices"
+            + (f", first {config.num_train:,} training images" if config.num_train else "")
+            + (f", first {config.num_test:,} test images" if config.num_test else "")
+            + ". Numbers are the last epoch's, mean ± std over seeds.",
+            result["table"],
+            result["details"],
+            f"**Conclusion (from this run's numbers).** {result['conclusion']}",
+            f"![plot]({plot_name})" if plot_name else "",
+        )
+        if part
+    )
 
 
 def variant_config(config: ExerciseConfig, variant: Variant, seed: int, kind: str = "cpu") -> ExerciseConfig:
@@ -152,8 +200,11 @@ def variant_config(config: ExerciseConfig, variant: Variant, seed: int, kind: st
         seed: the run's seed.
         kind: the device type (``'cpu'``, ``'gpu'``) of a variant that names its number of devices.
     """
-    changes = {"seed": seed, "lr": variant.lr if variant.lr is not None else config.lr,
-               "batch_size": variant.batch_size or config.batch_size}
+    changes = {
+        "seed": seed,
+        "lr": variant.lr if variant.lr is not None else config.lr,
+        "batch_size": variant.batch_size or config.batch_size,
+    }
     if variant.devices is not None:
         changes["ctx"] = ",".join(f"{kind}:{i}" for i in range(variant.devices))
     return replace(config, **changes)

@@ -1,4 +1,5 @@
 """Over seeds: each variant's last-epoch numbers as mean ± std, and how two variants compare."""
+
 from __future__ import annotations
 
 import math
@@ -24,9 +25,14 @@ def summarize(runs: list[dict]) -> list[dict]:
     for name in dict.fromkeys(r["variant"] for r in runs):
         mine = [r for r in runs if r["variant"] == name]
         last = [r["history"][-1] if r["history"] and r["status"] == "trained" else None for r in mine]
-        row = {"variant": name, "group": mine[0]["group"], "lr": mine[0]["lr"], "devices": mine[0].get("devices", 1),
-               "seeds": len(mine),
-               "diverged": sum(r["status"] == "diverged" for r in mine)}
+        row = {
+            "variant": name,
+            "group": mine[0]["group"],
+            "lr": mine[0]["lr"],
+            "devices": mine[0].get("devices", 1),
+            "seeds": len(mine),
+            "diverged": sum(r["status"] == "diverged" for r in mine),
+        }
         for key in ("loss", "train_acc", "test_acc"):
             row[key], row[key + "_std"] = _mean_std(e[key] if e else None for e in last)
         rows.append(row)
@@ -53,14 +59,27 @@ def compare_sentence(a: dict, b: dict, what: str) -> str:
     diff = b["test_acc"] - a["test_acc"]
     noise = 2 * seed_noise(a, b)
     verdict = "within seed noise" if abs(diff) <= noise else ("better" if diff > 0 else "worse")
-    return (f"{what}: test accuracy {fmt_mean_std(b['test_acc'], b['test_acc_std'])} vs "
-            f"{fmt_mean_std(a['test_acc'], a['test_acc_std'])}, a difference of {diff:+.3f} "
-            f"({verdict}; twice the larger seed spread is {noise:.3f})")
+    return (
+        f"{what}: test accuracy {fmt_mean_std(b['test_acc'], b['test_acc_std'])} vs "
+        f"{fmt_mean_std(a['test_acc'], a['test_acc_std'])}, a difference of {diff:+.3f} "
+        f"({verdict}; twice the larger seed spread is {noise:.3f})"
+    )
 
 
 def summary_table(summary: list[dict]) -> str:
     """Per variant: learning rate, seeds, divergences, last-epoch numbers as mean ± std."""
     return markdown_table(
         ["variant", "lr", "seeds", "diverged", "loss", "train acc", "test acc"],
-        [[r["variant"], f"{r['lr']:g}", r["seeds"], r["diverged"], fmt_mean_std(r["loss"], r["loss_std"], 4),
-          fmt_mean_std(r["train_acc"], r["train_acc_std"]), fmt_mean_std(r["test_acc"], r["test_acc_std"])] for r in summary])
+        [
+            [
+                r["variant"],
+                f"{r['lr']:g}",
+                r["seeds"],
+                r["diverged"],
+                fmt_mean_std(r["loss"], r["loss_std"], 4),
+                fmt_mean_std(r["train_acc"], r["train_acc_std"]),
+                fmt_mean_std(r["test_acc"], r["test_acc_std"]),
+            ]
+            for r in summary
+        ],
+    )

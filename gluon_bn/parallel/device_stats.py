@@ -4,6 +4,7 @@ The chapter's layer (and FastBatchNorm, and synchronized BN) keep one set of mov
 ``nn.BatchNorm`` keeps one copy per device, and ``save_parameters`` writes their mean. These
 functions let ``gluon-bn compare`` put numbers on that.
 """
+
 from __future__ import annotations
 
 from itertools import islice
@@ -50,15 +51,17 @@ def accuracy_per_copy(net: gluon.Block, data_iter: Iterable, ctx: Contexts) -> d
     count = len(per_layer[0])
     result = {"as_evaluated": evaluate_accuracy(data_iter, net, ctx)}
     if count > 1:
-        result["each_copy"] = [_with_copies(net, [[copies[j]] * count for copies in per_layer], data_iter, ctx)
-                               for j in range(count)]
+        result["each_copy"] = [
+            _with_copies(net, [[copies[j]] * count for copies in per_layer], data_iter, ctx) for j in range(count)
+        ]
         mean = [[tuple(np.mean([c[i] for c in copies], axis=0) for i in (0, 1))] * count for copies in per_layer]
         result["mean_of_copies"] = _with_copies(net, mean, data_iter, ctx)
     return result
 
 
-def statistics_gap(clone: gluon.Block, twin: gluon.Block, net: gluon.Block, data_iter: Iterable, ctx: Contexts,
-                   num_batches: int = 20) -> list[float]:
+def statistics_gap(
+    clone: gluon.Block, twin: gluon.Block, net: gluon.Block, data_iter: Iterable, ctx: Contexts, num_batches: int = 20
+) -> list[float]:
     """How far each statistics copy drifts from one device's when only the BN mechanism differs.
 
     ``clone`` and ``twin`` both get ``net``'s weights and statistics, then see the same training

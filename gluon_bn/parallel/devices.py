@@ -3,6 +3,7 @@
 ``cpu(0)``, ``cpu(1)``, ... are distinct MXNet contexts, so everything here runs (and is
 tested) on one CPU exactly as it runs on ``gpu(0)``, ``gpu(1)``, ...
 """
+
 from __future__ import annotations
 
 from typing import Sequence, Union
@@ -13,8 +14,17 @@ from mxnet import gluon, nd
 from ..reliability.errors import UsageError
 from ..runtime import gpus, threads
 
-__all__ = ["CONTEXTS", "Contexts", "as_list", "check_threads", "describe", "forward_shards", "parse_contexts",
-           "resolve_context", "split_batch"]
+__all__ = [
+    "CONTEXTS",
+    "Contexts",
+    "as_list",
+    "check_threads",
+    "describe",
+    "forward_shards",
+    "parse_contexts",
+    "resolve_context",
+    "split_batch",
+]
 
 #: --ctx names for one device; several are listed as kind:index, e.g. cpu:0,cpu:1 (``parse_contexts``).
 CONTEXTS = ("cpu", "gpu", "auto")
@@ -44,8 +54,9 @@ def parse_contexts(text: str) -> list[mx.Context]:
     for entry in text.split(","):
         kind, _, index = entry.strip().partition(":")
         if kind not in ("cpu", "gpu") or not index.isdigit():
-            raise ValueError(f"--ctx {text}: {entry.strip()!r} is not a device; write kind:index, "
-                             "e.g. cpu:0,cpu:1 or gpu:0,gpu:1")
+            raise ValueError(
+                f"--ctx {text}: {entry.strip()!r} is not a device; write kind:index, e.g. cpu:0,cpu:1 or gpu:0,gpu:1"
+            )
         contexts.append(mx.Context(kind, int(index)))
     if len(set(contexts)) != len(contexts):
         raise ValueError(f"--ctx {text}: a device is listed twice; each shard needs a device of its own")
@@ -55,8 +66,10 @@ def parse_contexts(text: str) -> list[mx.Context]:
     visible = mx.context.num_gpus() if gpus else 0
     missing = [str(c) for c in gpus if c.device_id >= visible]
     if missing:
-        raise ValueError(f"--ctx {text}: MXNet sees {visible} GPU(s), so {', '.join(missing)} does not exist; "
-                         "list GPUs from gpu:0 up, or use cpu:0,cpu:1")
+        raise ValueError(
+            f"--ctx {text}: MXNet sees {visible} GPU(s), so {', '.join(missing)} does not exist; "
+            "list GPUs from gpu:0 up, or use cpu:0,cpu:1"
+        )
     return contexts
 
 
@@ -64,17 +77,21 @@ def check_threads(contexts: list[mx.Context], operator_threads: int) -> None:
     """Refuse a set-up that can hang: several CPU contexts, oneDNN off and more than one operator thread."""
     cpus = [c for c in contexts if c.device_type == "cpu"]
     if len(cpus) > 1 and not threads.onednn() and operator_threads > 1:
-        raise ValueError(f"{len(cpus)} CPU contexts with MXNET_MKLDNN_ENABLED=0 and {operator_threads} operator "
-                         "threads can hang MXNet 1.9.1 (OpenMP regions of two contexts at once): use --threads 1, "
-                         "or leave oneDNN on")
+        raise ValueError(
+            f"{len(cpus)} CPU contexts with MXNET_MKLDNN_ENABLED=0 and {operator_threads} operator "
+            "threads can hang MXNet 1.9.1 (OpenMP regions of two contexts at once): use --threads 1, "
+            "or leave oneDNN on"
+        )
 
 
 def split_batch(X: nd.NDArray, y: nd.NDArray, ctx: Contexts) -> tuple[list[nd.NDArray], list[nd.NDArray]]:
     """One shard of (X, y) per device (gluon's ``split_and_load``); a batch smaller than the
     device count goes to its first devices, one example each."""
-    contexts = as_list(ctx)[:X.shape[0]]
-    return (gluon.utils.split_and_load(X, contexts, even_split=False),
-            gluon.utils.split_and_load(y, contexts, even_split=False))
+    contexts = as_list(ctx)[: X.shape[0]]
+    return (
+        gluon.utils.split_and_load(X, contexts, even_split=False),
+        gluon.utils.split_and_load(y, contexts, even_split=False),
+    )
 
 
 def forward_shards(net: gluon.Block, shards: Sequence[nd.NDArray]) -> list[nd.NDArray]:
@@ -104,12 +121,16 @@ def _named_contexts(name: str) -> Contexts:
         return mx.cpu()
     if name == "gpu":
         if mx.context.num_gpus() == 0:
-            raise UsageError("--ctx gpu: MXNet sees no GPU (this mxnet build or machine has none); "
-                             "install a CUDA build such as mxnet-cu112 on a GPU machine, or use --ctx cpu")
+            raise UsageError(
+                "--ctx gpu: MXNet sees no GPU (this mxnet build or machine has none); "
+                "install a CUDA build such as mxnet-cu112 on a GPU machine, or use --ctx cpu"
+            )
         return mx.gpu(0)
     if ":" not in name:
-        raise UsageError(f"unknown context {name!r}: choose from {', '.join(CONTEXTS)}, "
-                         "or list devices as kind:index, e.g. cpu:0,cpu:1")
+        raise UsageError(
+            f"unknown context {name!r}: choose from {', '.join(CONTEXTS)}, "
+            "or list devices as kind:index, e.g. cpu:0,cpu:1"
+        )
     try:
         contexts = parse_contexts(name)
     except ValueError as exc:

@@ -6,6 +6,7 @@ Gradients are summed by the servers; this module adds what a chapter run needs b
 the epoch's sums over all workers, and the BN layers' moving statistics gathered and averaged
 (a Trainer skips them: they have no gradient).
 """
+
 from __future__ import annotations
 
 import gc
@@ -118,8 +119,10 @@ def connect(kvstore: str) -> Job:
     if kvstore not in KVSTORES:
         raise UsageError(f"--kvstore {kvstore}: choose from {', '.join(KVSTORES)}")
     if os.environ.get("DMLC_ROLE") != "worker":
-        raise UsageError(f"--kvstore {kvstore} runs in a job of several processes: start it with "
-                         f"`gluon-bn launch --workers N -- COMMAND ... --kvstore {kvstore}`")
+        raise UsageError(
+            f"--kvstore {kvstore} runs in a job of several processes: start it with "
+            f"`gluon-bn launch --workers N -- COMMAND ... --kvstore {kvstore}`"
+        )
     if _job is None:
         kv = mx.kv.create(kvstore)
         _job = Job(kv, kv.rank, kv.num_workers, int(os.environ.get("DMLC_NUM_SERVER", "1")))
@@ -143,13 +146,14 @@ def _set_stats_vector(net: gluon.Block, vector: np.ndarray) -> None:
     for layer in bn_layers(net):
         copies = layer_stat_copies(layer)
         size = copies[0][0].size
-        mean_var = (vector[start:start + size], vector[start + size:start + 2 * size])
+        mean_var = (vector[start : start + size], vector[start + size : start + 2 * size])
         start += 2 * size
         set_layer_stat_copies(layer, [mean_var] * len(copies), layer.gamma.list_ctx()[0])
 
 
-def statistics_accuracy(net: gluon.Block, rows: np.ndarray, test_iter: Iterable, train_iter: Iterable,
-                        ctx, num_batches: int = 50) -> dict:
+def statistics_accuracy(
+    net: gluon.Block, rows: np.ndarray, test_iter: Iterable, train_iter: Iterable, ctx, num_batches: int = 50
+) -> dict:
     """Test accuracy with each worker's own statistics, and with statistics re-estimated over training batches.
 
     The statistics are re-estimated with ``recompute_bn_stats``; the model's statistics are put back.
@@ -189,7 +193,7 @@ class WorkerSync(Callback):
     workers, each worker's training time, and one set of BN statistics (the workers' mean)."""
 
     job: Job
-    test_iter: Iterable | None = None   # the reporting worker's: test accuracy with each worker's statistics
+    test_iter: Iterable | None = None  # the reporting worker's: test accuracy with each worker's statistics
     train_iter: Iterable | None = None  # batches to re-estimate the statistics from
     ctx: object = None
     epochs: list = field(default_factory=list)  # per epoch: worker times, BN spread, per-worker stats
@@ -210,6 +214,8 @@ class WorkerSync(Callback):
     def on_epoch_end(self, result: Epoch, net: gluon.Block) -> None:
         entry = self.epochs[-1]
         if self.test_iter is not None and "worker_stats" in entry:
-            entry["test_acc"] = {"averaged": result.test_acc, **statistics_accuracy(
-                net, np.array(entry["worker_stats"]), self.test_iter, self.train_iter, self.ctx)}
+            entry["test_acc"] = {
+                "averaged": result.test_acc,
+                **statistics_accuracy(net, np.array(entry["worker_stats"]), self.test_iter, self.train_iter, self.ctx),
+            }
         self._started = time.perf_counter()

@@ -5,6 +5,7 @@ keep-alives, so a host cut off from the launcher ends its session within a few k
 before anything starts, each host is asked over ssh whether it has the address (or interface) its
 nodes will bind to, so a wrong hosts file stops the job in one line rather than hanging it.
 """
+
 from __future__ import annotations
 
 import os
@@ -46,8 +47,9 @@ def _address(name: str, path: str, line: int) -> str:
     try:
         return socket.gethostbyname(bare)
     except OSError:
-        raise UsageError(f"--hosts {path}, line {line}: cannot resolve {bare!r} here; "
-                         "write the host's IP address") from None
+        raise UsageError(
+            f"--hosts {path}, line {line}: cannot resolve {bare!r} here; write the host's IP address"
+        ) from None
 
 
 def read_hosts(path: str) -> list[Host]:
@@ -55,16 +57,20 @@ def read_hosts(path: str) -> list[Host]:
     try:
         lines = Path(path).read_text().splitlines()
     except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"--hosts {path}: cannot read it ({getattr(exc, 'strerror', None) or exc.reason}); "
-                         "give a text file with one host per line") from None
+        raise UsageError(
+            f"--hosts {path}: cannot read it ({getattr(exc, 'strerror', None) or exc.reason}); "
+            "give a text file with one host per line"
+        ) from None
     hosts = []
     for number, line in enumerate(lines, 1):
         text = line.split("#", 1)[0].strip()
         if not text:
             continue
         if not _HOST.match(text):
-            raise UsageError(f"--hosts {path}, line {number}: {text!r} is not a host name; write one host "
-                             "(name, address or user@host) per line")
+            raise UsageError(
+                f"--hosts {path}, line {number}: {text!r} is not a host name; write one host "
+                "(name, address or user@host) per line"
+            )
         hosts.append(Host(text, _address(text, path, number), number))
     if not hosts:
         raise UsageError(f"--hosts {path}: no host in it; write one host per line")
@@ -77,8 +83,16 @@ def ssh_argv(ssh: str, keepalive: float) -> list[str]:
     first, and ssh keeps the first value of each)."""
     argv = shlex.split(ssh)
     if Path(argv[0]).name == "ssh":
-        argv += ["-o", "BatchMode=yes", "-o", f"ServerAliveInterval={keepalive:g}",
-                 "-o", f"ServerAliveCountMax={MISSED_BEATS}", "-o", f"ConnectTimeout={max(5, 2 * keepalive):g}"]
+        argv += [
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            f"ServerAliveInterval={keepalive:g}",
+            "-o",
+            f"ServerAliveCountMax={MISSED_BEATS}",
+            "-o",
+            f"ConnectTimeout={max(5, 2 * keepalive):g}",
+        ]
     return argv
 
 
@@ -103,8 +117,10 @@ def _check_one(ssh: list[str], host: Host, interface: str | None, path: str, tim
     if done.returncode == 2:
         fix = "check the interface's name" if interface else "write an address of one of its interfaces"
         return f"--hosts {path}, line {host.line}: {said}; {fix}"
-    return (f"--hosts {path}, line {host.line}: cannot run gluon-bn on {host.name} over ssh ({said}); "
-            f"it needs passwordless ssh and this checkout at {os.getcwd()}")
+    return (
+        f"--hosts {path}, line {host.line}: cannot run gluon-bn on {host.name} over ssh ({said}); "
+        f"it needs passwordless ssh and this checkout at {os.getcwd()}"
+    )
 
 
 def check_hosts(ssh: list[str], hosts: list[Host], interface: str | None, path: str, timeout: float) -> None:

@@ -10,6 +10,7 @@ statistics are kept once, on the first device, and updated once per step.
 ``ShardedSequential`` runs a Sequential layer by layer over the list of shards, so its
 ``SyncBatchNorm`` layers see them all; ``devices.forward_shards`` hands it the list.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -42,17 +43,23 @@ class SyncBatchNorm(BatchNorm):
             check_input(X, self.gamma.data(self.gamma.list_ctx()[0]))
             self._check_input(X)
         if len(set(contexts)) != len(contexts):
-            raise ValueError(f"two shards share a device ({contexts}): give each shard its own device "
-                             "(gluon.utils.split_and_load over distinct contexts)")
+            raise ValueError(
+                f"two shards share a device ({contexts}): give each shard its own device "
+                "(gluon.utils.split_and_load over distinct contexts)"
+            )
         batch = sum(X.shape[0] for X in shards)
         if autograd.is_training() and len(shards) != min(self.num_devices, batch):
             if len(shards) == 1:
-                raise ValueError(f"SyncBatchNorm(num_devices={self.num_devices}) got 1 shard: it needs every "
-                                 "device's shard at once, so call the net on the list, net(shards) with "
-                                 "shards = gluon.utils.split_and_load(X, ctx), not [net(x) for x in shards]")
-            raise ValueError(f"SyncBatchNorm(num_devices={self.num_devices}) got {len(shards)} shard(s): build "
-                             f"the net with lenet('sync', num_devices={len(shards)}) or train on "
-                             f"{self.num_devices} devices")
+                raise ValueError(
+                    f"SyncBatchNorm(num_devices={self.num_devices}) got 1 shard: it needs every "
+                    "device's shard at once, so call the net on the list, net(shards) with "
+                    "shards = gluon.utils.split_and_load(X, ctx), not [net(x) for x in shards]"
+                )
+            raise ValueError(
+                f"SyncBatchNorm(num_devices={self.num_devices}) got {len(shards)} shard(s): build "
+                f"the net with lenet('sync', num_devices={len(shards)}) or train on "
+                f"{self.num_devices} devices"
+            )
 
     def forward(self, X):
         """Normalize one array, or a list of shards (one per device) with their joint statistics."""

@@ -11,6 +11,7 @@ that address (or that interface), so a wrong hosts file stops the job in one lin
 
 This file runs as a script on the remote host, so it imports nothing but the standard library.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,8 +68,7 @@ def _stop(node: subprocess.Popen) -> None:
 
 def run(beat: float, argv: list[str]) -> int:
     """Run ``argv`` while heartbeats arrive on stdin; its exit status, or 1 when the launcher was lost."""
-    node = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True,
-                            preexec_fn=die_with_parent)
+    node = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent)
     lost: list[str] = []
     for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda s, _: lost.append(signal.Signals(s).name))

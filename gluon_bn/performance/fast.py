@@ -20,6 +20,7 @@ LeNet steps) and, without an explicit wait, let later operators read its gradien
 they were written. Depthwise 1x1 convolutions for the per-channel affines slow down ~50x at
 some channel counts (84, for one).
 """
+
 from __future__ import annotations
 
 from mxnet import autograd, nd
@@ -47,6 +48,7 @@ class _Training(nn.HybridBlock):
     def hybrid_forward(self, F, X, gamma, beta, moving_mean, moving_var, batch_weights, space_weights=None):
         batch_ones = F.ones_like(batch_weights)
         if self.num_dims == 2:
+
             def mean(A):  # (N, C) -> (1, C)
                 return F.dot(batch_weights, A, transpose_a=True)
 
@@ -62,14 +64,18 @@ class _Training(nn.HybridBlock):
             def expand(v):  # (1, C) -> (N, C) -> (N*C, 1) -> (N*C, H*W) -> shaped like X
                 rows = F.reshape(F.dot(batch_ones, v), shape=(-1, 1))
                 return F.reshape_like(F.dot(rows, space_ones, transpose_b=True), X)
+
         batch_mean = mean(X)
         xc = X - expand(batch_mean)
         batch_var = mean(F.square(xc))
         scale = F.reshape(gamma, shape=(1, -1)) * F.rsqrt(batch_var + self.eps)
         Y = xc * expand(scale) + expand(F.reshape(beta, shape=(1, -1)))
         keep = self.momentum
-        return (Y, keep * moving_mean + (1.0 - keep) * F.reshape_like(F.BlockGrad(batch_mean), moving_mean),
-                keep * moving_var + (1.0 - keep) * F.reshape_like(F.BlockGrad(batch_var), moving_var))
+        return (
+            Y,
+            keep * moving_mean + (1.0 - keep) * F.reshape_like(F.BlockGrad(batch_mean), moving_mean),
+            keep * moving_var + (1.0 - keep) * F.reshape_like(F.BlockGrad(batch_var), moving_var),
+        )
 
 
 class FastBatchNorm(BatchNorm):
@@ -95,7 +101,8 @@ class FastBatchNorm(BatchNorm):
             scale = gamma * nd.rsqrt(self.moving_var + self.eps)
             return nd.broadcast_add(nd.broadcast_mul(X, scale), beta - self.moving_mean * scale)
         Y, self.moving_mean, self.moving_var = self._training(
-            X, gamma, beta, self.moving_mean, self.moving_var, *self._mean_weights(X))
+            X, gamma, beta, self.moving_mean, self.moving_var, *self._mean_weights(X)
+        )
         return Y
 
     def _mean_weights(self, X: nd.NDArray) -> tuple[nd.NDArray, ...]:

@@ -1,4 +1,5 @@
 """How lean and where the time goes: resident memory over training steps, and MXNet's profiler over a step."""
+
 from __future__ import annotations
 
 import json
@@ -20,7 +21,7 @@ def resident_mb() -> float:
     """This process's resident memory now, in MB (Linux); its peak where /proc is missing."""
     try:
         with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * resource.getpagesize() / 2 ** 20
+            return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
     except OSError:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -40,8 +41,16 @@ class _MemorySampler(Callback):
         return self.step >= self.steps
 
 
-def memory_over_steps(net: gluon.Block, train_iter: Iterable, test_iter: Iterable, batch_size: int,
-                      lr: float, ctx: mx.Context, steps: int, every: int = 50) -> list[tuple[int, float]]:
+def memory_over_steps(
+    net: gluon.Block,
+    train_iter: Iterable,
+    test_iter: Iterable,
+    batch_size: int,
+    lr: float,
+    ctx: mx.Context,
+    steps: int,
+    every: int = 50,
+) -> list[tuple[int, float]]:
     """Resident memory (MB) every ``every`` training steps of the chapter's loop, ``steps`` in all.
 
     Returns (step, MB) pairs, the first taken before training (step 0).
@@ -73,18 +82,27 @@ class _Profiler(Callback):
     def on_batch_end(self, epoch: int, batch: int) -> bool:
         nd.waitall()
         if batch == 1:
-            profiler.set_config(profile_imperative=True, profile_symbolic=True, aggregate_stats=True,
-                                filename=str(self.path))
-            profiler.set_state('run')
+            profiler.set_config(
+                profile_imperative=True, profile_symbolic=True, aggregate_stats=True, filename=str(self.path)
+            )
+            profiler.set_state("run")
         elif batch <= self.last_batch:
             self.steps += 1
         if batch == self.last_batch:
-            profiler.set_state('stop')
+            profiler.set_state("stop")
         return False
 
 
-def profile_steps(net: gluon.Block, train_iter: Iterable, test_iter: Iterable, batch_size: int, lr: float,
-                  ctx: mx.Context, path: Path, top: int = 8) -> list[dict]:
+def profile_steps(
+    net: gluon.Block,
+    train_iter: Iterable,
+    test_iter: Iterable,
+    batch_size: int,
+    lr: float,
+    ctx: mx.Context,
+    path: Path,
+    top: int = 8,
+) -> list[dict]:
     """MXNet's profiler over the chapter's training loop: the operators that take the most time per step.
 
     One epoch runs; the profiler runs from the end of the first step (which builds graphs and
@@ -106,7 +124,10 @@ def profile_steps(net: gluon.Block, train_iter: Iterable, test_iter: Iterable, b
     profiler.dump(finished=False)  # the trace goes to ``path``, which stays the target at exit
     operators = json.loads(table).get("Time", {}).get("operator", {})
     steps = max(1, profiled.steps)
-    rows = [{"operator": name, "ms_per_step": stats["Total"] / steps, "calls_per_step": stats["Count"] / steps}
-            for name, stats in operators.items() if name != "DeleteVariable"]
+    rows = [
+        {"operator": name, "ms_per_step": stats["Total"] / steps, "calls_per_step": stats["Count"] / steps}
+        for name, stats in operators.items()
+        if name != "DeleteVariable"
+    ]
     rows.sort(key=lambda r: -r["ms_per_step"])
     return rows[:top]

@@ -4,6 +4,7 @@ Only ``gluon-bn bench`` uses it, and only when PyTorch is importable. Same layer
 loss, plain SGD at the same learning rate and batch size, the same Fashion-MNIST arrays,
 one epoch of training followed by the test accuracy, timed like ``train_ch5``'s epoch.
 """
+
 from __future__ import annotations
 
 import time
@@ -25,15 +26,37 @@ def available() -> str | None:
 def lenet_bn():
     """The chapter's BN LeNet as a ``torch.nn.Sequential``."""
     from torch import nn
+
     return nn.Sequential(
-        nn.Conv2d(1, 6, kernel_size=5), nn.BatchNorm2d(6), nn.Sigmoid(), nn.MaxPool2d(2, 2),
-        nn.Conv2d(6, 16, kernel_size=5), nn.BatchNorm2d(16), nn.Sigmoid(), nn.MaxPool2d(2, 2),
-        nn.Flatten(), nn.Linear(16 * 4 * 4, 120), nn.BatchNorm1d(120), nn.Sigmoid(),
-        nn.Linear(120, 84), nn.BatchNorm1d(84), nn.Sigmoid(), nn.Linear(84, 10))
+        nn.Conv2d(1, 6, kernel_size=5),
+        nn.BatchNorm2d(6),
+        nn.Sigmoid(),
+        nn.MaxPool2d(2, 2),
+        nn.Conv2d(6, 16, kernel_size=5),
+        nn.BatchNorm2d(16),
+        nn.Sigmoid(),
+        nn.MaxPool2d(2, 2),
+        nn.Flatten(),
+        nn.Linear(16 * 4 * 4, 120),
+        nn.BatchNorm1d(120),
+        nn.Sigmoid(),
+        nn.Linear(120, 84),
+        nn.BatchNorm1d(84),
+        nn.Sigmoid(),
+        nn.Linear(84, 10),
+    )
 
 
-def time_torch_epoch(images: np.ndarray, labels: np.ndarray, test_images: np.ndarray, test_labels: np.ndarray,
-                     batch_size: int, lr: float, seed: int = 0, threads: int | None = None) -> dict:
+def time_torch_epoch(
+    images: np.ndarray,
+    labels: np.ndarray,
+    test_images: np.ndarray,
+    test_labels: np.ndarray,
+    batch_size: int,
+    lr: float,
+    seed: int = 0,
+    threads: int | None = None,
+) -> dict:
     """Train one epoch (shuffled minibatches) and measure test accuracy; same keys as ``time_epoch``.
 
     Also returns the intra-op threads PyTorch used (``"threads"``).
@@ -50,6 +73,7 @@ def time_torch_epoch(images: np.ndarray, labels: np.ndarray, test_images: np.nda
     """
     import torch
     from torch import nn
+
     if threads is not None:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -64,7 +88,7 @@ def time_torch_epoch(images: np.ndarray, labels: np.ndarray, test_images: np.nda
     net.train()
     total_loss = correct = 0.0
     for i in range(0, len(y), batch_size):
-        idx = torch.from_numpy(order[i:i + batch_size])
+        idx = torch.from_numpy(order[i : i + batch_size])
         optimizer.zero_grad()
         out = net(X[idx])
         l = loss(out, y[idx])
@@ -74,16 +98,31 @@ def time_torch_epoch(images: np.ndarray, labels: np.ndarray, test_images: np.nda
         correct += (out.argmax(1) == y[idx]).sum().item()
     net.eval()
     with torch.no_grad():
-        test_correct = sum((net(X_test[i:i + batch_size]).argmax(1) == y_test[i:i + batch_size]).sum().item()
-                           for i in range(0, len(y_test), batch_size))
+        test_correct = sum(
+            (net(X_test[i : i + batch_size]).argmax(1) == y_test[i : i + batch_size]).sum().item()
+            for i in range(0, len(y_test), batch_size)
+        )
     elapsed = time.perf_counter() - start
-    return {"epoch_s": elapsed, "examples_per_s": len(y) / elapsed, "loss": total_loss / len(y),
-            "train_acc": correct / len(y), "test_acc": test_correct / len(y_test),
-            "threads": torch.get_num_threads()}
+    return {
+        "epoch_s": elapsed,
+        "examples_per_s": len(y) / elapsed,
+        "loss": total_loss / len(y),
+        "train_acc": correct / len(y),
+        "test_acc": test_correct / len(y_test),
+        "threads": torch.get_num_threads(),
+    }
 
 
-def profile_torch_steps(images: np.ndarray, labels: np.ndarray, batch_size: int, lr: float, steps: int,
-                        seed: int = 0, threads: int | None = None, top: int = 8) -> list[dict]:
+def profile_torch_steps(
+    images: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    lr: float,
+    steps: int,
+    seed: int = 0,
+    threads: int | None = None,
+    top: int = 8,
+) -> list[dict]:
     """PyTorch's profiler over ``steps`` training steps: the operators that take the most time per step.
 
     One step runs first, unprofiled, to warm up. The rows are those ``profiles.profile_steps``
@@ -102,6 +141,7 @@ def profile_torch_steps(images: np.ndarray, labels: np.ndarray, batch_size: int,
     import torch
     from torch import nn
     from torch.profiler import ProfilerActivity, profile
+
     if threads is not None:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -122,7 +162,9 @@ def profile_torch_steps(images: np.ndarray, labels: np.ndarray, batch_size: int,
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(steps):
             step()
-    rows = [{"operator": e.key, "ms_per_step": e.self_cpu_time_total / 1e3 / steps, "calls_per_step": e.count / steps}
-            for e in prof.key_averages()]
+    rows = [
+        {"operator": e.key, "ms_per_step": e.self_cpu_time_total / 1e3 / steps, "calls_per_step": e.count / steps}
+        for e in prof.key_averages()
+    ]
     rows.sort(key=lambda r: -r["ms_per_step"])
     return rows[:top]

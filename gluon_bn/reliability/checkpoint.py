@@ -9,6 +9,7 @@ partial-epoch sums, the batch order's RNG state and the optimizer's update count
 A folder is built under a temporary name and renamed into place before ``latest.json`` is
 replaced, so a kill at any moment leaves the previous checkpoint readable.
 """
+
 from __future__ import annotations
 
 import errno
@@ -92,10 +93,12 @@ class Checkpointer:
             with naming_full_disk(final):
                 _save(tmp / "params", _parameters(net))
                 faults.reached("checkpoint", model=self.directory.name, number=number)
-                stats = {f"{i}:{j}:{name}": nd.array(value, dtype="float64")
-                         for i, layer in enumerate(bn_layers(net))
-                         for j, copy in enumerate(layer_stat_copies(layer))
-                         for name, value in zip(("mean", "var"), copy)}
+                stats = {
+                    f"{i}:{j}:{name}": nd.array(value, dtype="float64")
+                    for i, layer in enumerate(bn_layers(net))
+                    for j, copy in enumerate(layer_stat_copies(layer))
+                    for name, value in zip(("mean", "var"), copy)
+                }
                 _save(tmp / "stats", stats)
                 arrays, counters = _read_trainer(net, trainer)
                 _save(tmp / "optimizer", arrays)
@@ -105,8 +108,9 @@ class Checkpointer:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         try:
-            atomic_write_json(self.directory / _LATEST, {**state, "number": number, "folder": final.name,
-                                                         "optimizer": counters})
+            atomic_write_json(
+                self.directory / _LATEST, {**state, "number": number, "folder": final.name, "optimizer": counters}
+            )
         except BaseException:
             shutil.rmtree(final, ignore_errors=True)  # latest.json still names the previous one
             raise
@@ -123,16 +127,21 @@ class Checkpointer:
         stats = _load_dict(folder / "stats")
         for i, layer in enumerate(bn_layers(net)):
             copies = sorted({int(key.split(":")[1]) for key in stats if key.startswith(f"{i}:")})
-            set_layer_stat_copies(layer, [(stats[f"{i}:{j}:mean"].asnumpy(), stats[f"{i}:{j}:var"].asnumpy())
-                                     for j in copies], as_list(ctx)[0])
+            set_layer_stat_copies(
+                layer,
+                [(stats[f"{i}:{j}:mean"].asnumpy(), stats[f"{i}:{j}:var"].asnumpy()) for j in copies],
+                as_list(ctx)[0],
+            )
         _write_trainer(net, trainer, _load_dict(folder / "optimizer"), meta["optimizer"], as_list(ctx))
         return meta
 
 
-# -- Where MXNet 1.9.1 keeps a net's parameter names and a trainer's state. Its public ``Trainer.save_states``/``load_states``
+# -- Where MXNet 1.9.1 keeps a net's parameter names and a trainer's state.
+# Its public ``Trainer.save_states``/``load_states``
 # pickle the updater, and loading a pickle can run code, so checkpoints read and write these
 # private attributes instead. They are reached only in the three functions below;
 # tests/test_checkpoint.py fails loudly if an MXNet release renames them.
+
 
 def _structural_names(net: gluon.Block) -> dict[str, str]:
     """Global parameter name -> its place in the net ('0.weight'), stable across processes."""
@@ -162,16 +171,22 @@ def _read_trainer(net: gluon.Block, trainer: gluon.Trainer) -> tuple[dict, dict]
                 raise TypeError(f"cannot checkpoint optimizer state of type {type(part).__name__}")
             arrays[f"{names[trainer._params[index].name]}:{j}:{len(parts)}"] = part.as_in_context(mx.cpu())
     optimizer = trainer._optimizer
-    counters = {"num_update": optimizer.num_update,
-                "update_count": {names[trainer._params[i].name]: v for i, v in optimizer._index_update_count.items()}}
+    counters = {
+        "num_update": optimizer.num_update,
+        "update_count": {names[trainer._params[i].name]: v for i, v in optimizer._index_update_count.items()},
+    }
     return arrays, counters
 
 
-def _write_trainer(net: gluon.Block, trainer: gluon.Trainer, arrays: dict, counters: dict,
-                   contexts: list[mx.Context]) -> None:
+def _write_trainer(
+    net: gluon.Block, trainer: gluon.Trainer, arrays: dict, counters: dict, contexts: list[mx.Context]
+) -> None:
     """Put back what ``_read_trainer`` returned, into the optimizer state beside each device's copy."""
-    index_of = {structural: trainer._param2idx[name] for name, structural in _structural_names(net).items()
-                if name in trainer._param2idx}
+    index_of = {
+        structural: trainer._param2idx[name]
+        for name, structural in _structural_names(net).items()
+        if name in trainer._param2idx
+    }
     optimizer = trainer._optimizer
     optimizer.num_update = counters["num_update"]
     optimizer._index_update_count = {index_of[k]: v for k, v in counters["update_count"].items()}

@@ -2,8 +2,16 @@
 
 import math
 
-__all__ = ["DataError", "Diverged", "DiskFull", "GluonBNError", "Interrupted", "TrainingInterrupted", "UsageError",
-           "require_positive"]
+__all__ = [
+    "DataError",
+    "Diverged",
+    "DiskFull",
+    "GluonBNError",
+    "Interrupted",
+    "TrainingInterrupted",
+    "UsageError",
+    "require_positive",
+]
 
 
 #: The largest count a setting may have: MXNet passes shapes and counts to C as 32-bit integers.
@@ -25,8 +33,10 @@ class DiskFull(GluonBNError):
 
     def __init__(self, path):
         self.path = path
-        super().__init__(f"{path}: no space left on device; free some space there or choose another --out "
-                         "(reproduce and exercise then continue with --resume)")
+        super().__init__(
+            f"{path}: no space left on device; free some space there or choose another --out "
+            "(reproduce and exercise then continue with --resume)"
+        )
 
 
 class UsageError(GluonBNError):
@@ -42,7 +52,8 @@ class Diverged(GluonBNError):
         self.epoch, self.batch, self.loss, self.lr = epoch, batch, loss, lr
         super().__init__(
             f"training diverged: loss {loss} at epoch {epoch}, batch {batch} with learning rate {lr:g}; "
-            f"try a lower learning rate, e.g. --lr {lr / 2:g}")
+            f"try a lower learning rate, e.g. --lr {lr / 2:g}"
+        )
 
 
 class Interrupted(GluonBNError):

@@ -16,6 +16,7 @@ point, as ``ACTION@POINT[:key=value,...]``, for example::
 ``n`` picks the n-th arrival that matches the other keys (default: the first). ``fill`` fills the
 filesystem holding ``$GLUON_BN_FAULT_BALLAST`` with that file, so the write in progress runs out of space.
 """
+
 from __future__ import annotations
 
 import os
@@ -45,8 +46,10 @@ def _parse(spec: str) -> tuple[str, str, dict[str, str]]:
     except ValueError:
         want = None
     if action not in ACTIONS or point not in POINTS or want is None:
-        raise ValueError(f"${ENV}={spec!r}: expected ACTION@POINT[:key=value,...] with ACTION one of "
-                         f"{', '.join(ACTIONS)} and POINT one of {', '.join(POINTS)}")
+        raise ValueError(
+            f"${ENV}={spec!r}: expected ACTION@POINT[:key=value,...] with ACTION one of "
+            f"{', '.join(ACTIONS)} and POINT one of {', '.join(POINTS)}"
+        )
     return action, point, want
 
 

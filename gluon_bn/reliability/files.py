@@ -1,4 +1,5 @@
 """Atomic file writes: a reader sees the old file or the new one, never half of one."""
+
 from __future__ import annotations
 
 import contextlib
@@ -12,8 +13,14 @@ from typing import Iterator
 from . import faults
 from .errors import DiskFull
 
-__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text", "check_writable_dir", "free_bytes",
-           "naming_full_disk"]
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "check_writable_dir",
+    "free_bytes",
+    "naming_full_disk",
+]
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

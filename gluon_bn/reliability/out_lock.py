@@ -3,6 +3,7 @@
 The kernel drops a flock when its holder dies, even by kill -9, so a killed run never blocks the next one; the
 file it leaves only says who held it, and the next holder rewrites it. A holder removes the file when it is done.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -106,8 +107,9 @@ def _try_flock(fd: int, folder: Path) -> bool:
         return False
     except OSError as exc:
         os.close(fd)
-        raise UsageError(f"--out {folder}: cannot lock {LOCK_NAME} there ({exc.strerror}); "
-                         "choose a folder on a local disk") from None
+        raise UsageError(
+            f"--out {folder}: cannot lock {LOCK_NAME} there ({exc.strerror}); choose a folder on a local disk"
+        ) from None
     return True
 
 
@@ -122,8 +124,12 @@ def _is_linked(fd: int, path: Path) -> bool:
 
 def _write_holder(fd: int, folder: Path, command: Sequence[str]) -> None:
     """Write this run's pid, host, start time and command line into the lock file, for a refused run to name."""
-    holder = {"pid": os.getpid(), "host": socket.gethostname(),
-              "started": datetime.now().astimezone().isoformat(timespec="seconds"), "command": list(command)}
+    holder = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "command": list(command),
+    }
     with naming_full_disk(folder / LOCK_NAME):
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)

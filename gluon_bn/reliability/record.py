@@ -1,4 +1,5 @@
 """The one record: a JSON document of what ran, where, and what it measured (its schema: ``schema``)."""
+
 from __future__ import annotations
 
 import json
@@ -51,8 +52,9 @@ def environment(ctx: Contexts) -> dict:
     }
 
 
-def save_record(path: str | os.PathLike, command: str, config: dict, results: dict, *, complete: bool,
-                wall_time: float, **extra) -> Path:
+def save_record(
+    path: str | os.PathLike, command: str, config: dict, results: dict, *, complete: bool, wall_time: float, **extra
+) -> Path:
     """Write one record atomically, after checking it against the schema.
 
     Raises ``ValueError`` naming the first place the record breaks the schema; returns the path written.
@@ -67,8 +69,15 @@ def save_record(path: str | os.PathLike, command: str, config: dict, results: di
         **extra: further top-level fields: ``environment`` and ``data`` (required), and those the schema
             allows a command (``failures``, ``targets``, ``diverged`` and others).
     """
-    record = {"format": FORMAT, "command": command, "config": config, **extra, "complete": complete,
-              "wall_time": wall_time, "results": results}
+    record = {
+        "format": FORMAT,
+        "command": command,
+        "config": config,
+        **extra,
+        "complete": complete,
+        "wall_time": wall_time,
+        "results": results,
+    }
     validate(record)
     return atomic_write_json(path, record)
 
@@ -80,8 +89,10 @@ def load_record(path: str | os.PathLike) -> dict:
     if found in READABLE:
         return record
     if found != FORMAT:
-        raise UsageError(f"{path} is not a record this gluon-bn reads (format {found!r}; it reads {FORMAT} and "
-                         f"{', '.join(READABLE)}): move it away, or choose another --out")
+        raise UsageError(
+            f"{path} is not a record this gluon-bn reads (format {found!r}; it reads {FORMAT} and "
+            f"{', '.join(READABLE)}): move it away, or choose another --out"
+        )
     try:
         validate(record)
     except ValueError as exc:

@@ -1,4 +1,5 @@
 """The one plotting path: training curves of one or more models, from their histories."""
+
 from __future__ import annotations
 
 import io
@@ -28,9 +29,13 @@ def _save(fig: Figure, path: str | os.PathLike | None) -> Figure:
     return fig
 
 
-def plot_histories(histories: Mapping[str, Sequence], path: str | os.PathLike | None = None,
-                   reference: Mapping[str, Mapping[str, float]] | None = None,
-                   reference_epoch: int = 5, title: str | None = None) -> Figure:
+def plot_histories(
+    histories: Mapping[str, Sequence],
+    path: str | os.PathLike | None = None,
+    reference: Mapping[str, Mapping[str, float]] | None = None,
+    reference_epoch: int = 5,
+    title: str | None = None,
+) -> Figure:
     """Loss, train and test accuracy per epoch for each model; optional published points.
 
     Args:
@@ -49,8 +54,14 @@ def plot_histories(histories: Mapping[str, Sequence], path: str | os.PathLike | 
         for ax, (key, _) in zip(axes, _PANELS):
             ax.plot(epochs, [r[key] for r in rows], "o-", color=color, label=norm_label(name))
             if reference and name in reference and key in reference[name]:
-                ax.plot([reference_epoch], [reference[name][key]], "x", color=color, markersize=10,
-                        label=f"{norm_label(name)} (chapter)")
+                ax.plot(
+                    [reference_epoch],
+                    [reference[name][key]],
+                    "x",
+                    color=color,
+                    markersize=10,
+                    label=f"{norm_label(name)} (chapter)",
+                )
     for ax, (_, label) in zip(axes, _PANELS):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
@@ -62,10 +73,12 @@ def plot_histories(histories: Mapping[str, Sequence], path: str | os.PathLike | 
     return _save(fig, path)
 
 
-_DRIFT = (("param_rel_diff", "weights: relative difference"),
-          ("stats_rel_diff", "moving statistics: relative difference"),
-          ("logits_max_abs_diff", "test logits: max absolute difference"),
-          ("prediction_agreement", "test predictions: agreement"))
+_DRIFT = (
+    ("param_rel_diff", "weights: relative difference"),
+    ("stats_rel_diff", "moving statistics: relative difference"),
+    ("logits_max_abs_diff", "test logits: max absolute difference"),
+    ("prediction_agreement", "test predictions: agreement"),
+)
 
 
 def plot_drift(drift: Sequence[Mapping], path: str | os.PathLike | None = None) -> Figure:
@@ -82,8 +95,13 @@ def plot_drift(drift: Sequence[Mapping], path: str | os.PathLike | None = None) 
     return _save(fig, path)
 
 
-def plot_exercise(summary: Sequence[Mapping], runs: Sequence[Mapping], path: str | os.PathLike | None = None,
-                  x_axis: str | None = None, title: str | None = None) -> Figure:
+def plot_exercise(
+    summary: Sequence[Mapping],
+    runs: Sequence[Mapping],
+    path: str | os.PathLike | None = None,
+    x_axis: str | None = None,
+    title: str | None = None,
+) -> Figure:
     """An exercise's evidence: last-epoch accuracy per variant, and test accuracy per epoch.
 
     Left: mean ± std over seeds of train and test accuracy, as bars per variant, or as curves
@@ -105,9 +123,15 @@ def plot_exercise(summary: Sequence[Mapping], runs: Sequence[Mapping], path: str
         for i, group in enumerate(dict.fromkeys(r["group"] for r in summary)):
             rows = [r for r in summary if r["group"] == group]
             for key, style in (("train_acc", "o-"), ("test_acc", "s--")):
-                left.errorbar([position[r[x_axis]] for r in rows], [r[key] for r in rows],
-                              [r[key + "_std"] for r in rows], fmt=style, color=f"C{i}", capsize=3,
-                              label=f"{group}: {key.replace('_', ' ')}")
+                left.errorbar(
+                    [position[r[x_axis]] for r in rows],
+                    [r[key] for r in rows],
+                    [r[key + "_std"] for r in rows],
+                    fmt=style,
+                    color=f"C{i}",
+                    capsize=3,
+                    label=f"{group}: {key.replace('_', ' ')}",
+                )
             for r in rows:
                 if r["diverged"]:
                     left.plot([position[r[x_axis]]], [0.0], "x", color=f"C{i}", markersize=10)
@@ -117,8 +141,14 @@ def plot_exercise(summary: Sequence[Mapping], runs: Sequence[Mapping], path: str
         fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.2), constrained_layout=True)
         xs = np.arange(len(summary))
         for offset, key in ((-0.2, "train_acc"), (0.2, "test_acc")):
-            left.bar(xs + offset, [r[key] for r in summary], 0.4, yerr=[r[key + "_std"] for r in summary],
-                     capsize=3, label=key.replace("_", " "))
+            left.bar(
+                xs + offset,
+                [r[key] for r in summary],
+                0.4,
+                yerr=[r[key + "_std"] for r in summary],
+                capsize=3,
+                label=key.replace("_", " "),
+            )
         left.set_xticks(xs, [r["variant"] for r in summary], rotation=20, ha="right", fontsize="small")
         finite = [r[k] for r in summary for k in ("train_acc", "test_acc") if np.isfinite(r[k])]
         if finite:

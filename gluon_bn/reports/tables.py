@@ -1,4 +1,5 @@
 """Markdown tables every report shares: the generic table, shapes, and BN layer timings."""
+
 from __future__ import annotations
 
 from typing import Mapping, Sequence
@@ -23,8 +24,27 @@ def shape_text(shape) -> str:
 def speed_table(rows: Sequence[Mapping]) -> str:
     """BN layer timings from ``measurements.time_bn_layers`` with their ratios to the baseline."""
     return markdown_table(
-        ["input shape", "layer", "forward ms", "backward ms", "fwd+bwd ms", "forward ratio", "backward ratio",
-         "fwd+bwd ratio"],
-        [[shape_text(r["shape"]), label(r["layer"]), f"{r['forward_ms']:.2f}", f"{r['backward_ms']:.2f}",
-          f"{r['forward_backward_ms']:.2f}", f"{r['forward_ratio']:.2f}", f"{r['backward_ratio']:.2f}",
-          f"{r['forward_backward_ratio']:.2f}"] for r in rows])
+        [
+            "input shape",
+            "layer",
+            "forward ms",
+            "backward ms",
+            "fwd+bwd ms",
+            "forward ratio",
+            "backward ratio",
+            "fwd+bwd ratio",
+        ],
+        [
+            [
+                shape_text(r["shape"]),
+                label(r["layer"]),
+                f"{r['forward_ms']:.2f}",
+                f"{r['backward_ms']:.2f}",
+                f"{r['forward_backward_ms']:.2f}",
+                f"{r['forward_ratio']:.2f}",
+                f"{r['backward_ratio']:.2f}",
+                f"{r['forward_backward_ratio']:.2f}",
+            ]
+            for r in rows
+        ],
+    )

@@ -1,1 +1,4 @@
-"""A supervised run of the chapter's training, as every command and notebook makes one: its settings, the checks before it starts, checkpointed training, and what it collects."""
+"""A supervised run of the chapter's training, as every command and notebook makes one.
+
+Its settings, the checks before it starts, checkpointed training, and what it collects.
+"""

@@ -1,4 +1,5 @@
 """Everything a run checks before any training: its settings, the context, ``--out``, the data, the threads."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -33,19 +34,22 @@ def prepare(config: RunConfig, log: Callable[[str], None] = print) -> Prepared:
     try:
         check_writable_dir(out)
     except OSError as exc:
-        raise UsageError(f"--out {out}: cannot write there ({exc.strerror}); "
-                         "choose a writable folder") from None
+        raise UsageError(f"--out {out}: cannot write there ({exc.strerror}); choose a writable folder") from None
     data = read_fashion_mnist(config.data_dir)
     log(f"Fashion-MNIST ({data.release} release) from {data.directory}")
     thread_setup = threads.setup()
     if config.threads is not None and config.threads != thread_setup["operator_threads"]:
-        raise UsageError(f"threads {config.threads}: MXNet's CPU operators run with {thread_setup['operator_threads']}, "
-                         f"fixed when MXNet loaded; set {threads.ENV}={config.threads} before starting Python "
-                         "(the gluon-bn command's --threads does that for you)")
+        raise UsageError(
+            f"threads {config.threads}: MXNet's CPU operators run with {thread_setup['operator_threads']}, "
+            f"fixed when MXNet loaded; set {threads.ENV}={config.threads} before starting Python "
+            "(the gluon-bn command's --threads does that for you)"
+        )
     try:
         check_threads(as_list(ctx), thread_setup["operator_threads"])
     except ValueError as exc:
         raise UsageError(f"--ctx {config.ctx}: {exc}") from None
-    extra = {"environment": {**environment(ctx), "threads": thread_setup},
-             "data": {"directory": str(data.directory), "release": data.release}}
+    extra = {
+        "environment": {**environment(ctx), "threads": thread_setup},
+        "data": {"directory": str(data.directory), "release": data.release},
+    }
     return Prepared(ctx, out, extra, data)

@@ -1,4 +1,5 @@
 """The run settings every command and notebook shares, their ``--quick`` presets, and their checks."""
+
 from __future__ import annotations
 
 import os
@@ -61,32 +62,48 @@ class RunConfig(Settings):
         if not (self.quick or os.environ.get(QUICK_ENV) == "1"):
             return self
         defaults = type(self)()
-        return replace(self, quick=True, **{k: v for k, v in self.QUICK.items() if getattr(self, k) == getattr(defaults, k)})
+        return replace(
+            self, quick=True, **{k: v for k, v in self.QUICK.items() if getattr(self, k) == getattr(defaults, k)}
+        )
 
     def validate(self):
         """Raise UsageError naming the first setting that cannot work (``prepare`` then checks the context)."""
         for name in self.POSITIVE:
-            require_positive(name.replace('_', '-'), getattr(self, name), UsageError, integer=True)
+            require_positive(name.replace("_", "-"), getattr(self, name), UsageError, integer=True)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= SEED_MAX:
-            raise UsageError(f"seed must be an integer from 0 to {SEED_MAX} (NumPy's and MXNet's seeds are "
-                             f"32-bit), got {self.seed!r}")
+            raise UsageError(
+                f"seed must be an integer from 0 to {SEED_MAX} (NumPy's and MXNet's seeds are "
+                f"32-bit), got {self.seed!r}"
+            )
         if not str(self.out).strip():
             raise UsageError("out is empty: give a folder for the record, report and plots, e.g. --out results")
         if self.data_dir is not None and not str(self.data_dir).strip():
-            raise UsageError("data-dir is empty: give the folder with the four Fashion-MNIST .gz files, "
-                             "or leave --data-dir out to search for them")
+            raise UsageError(
+                "data-dir is empty: give the folder with the four Fashion-MNIST .gz files, "
+                "or leave --data-dir out to search for them"
+            )
         if self.threads is not None and self.threads > THREADS_MAX:
-            raise UsageError(f"threads must be at most {THREADS_MAX}, got {self.threads}; "
-                             f"this machine has {os.cpu_count()} logical CPUs")
+            raise UsageError(
+                f"threads must be at most {THREADS_MAX}, got {self.threads}; "
+                f"this machine has {os.cpu_count()} logical CPUs"
+            )
         if not 0 < self.lr <= FLOAT32_MAX:
-            raise UsageError(f"lr must be positive and at most {FLOAT32_MAX:.3g} (MXNet passes it to "
-                             f"its optimizer as float32), got {self.lr!r}")
+            raise UsageError(
+                f"lr must be positive and at most {FLOAT32_MAX:.3g} (MXNet passes it to "
+                f"its optimizer as float32), got {self.lr!r}"
+            )
         return self
 
     def loaders(self, **changes) -> tuple[ArrayLoader, ArrayLoader]:
         """The chapter's (train_iter, test_iter) for these settings; ``changes`` override any of them."""
-        settings = {"batch_size": self.batch_size, "root": self.data_dir, "seed": self.seed,
-                    "num_train": self.num_train, "num_test": self.num_test, **changes}
+        settings = {
+            "batch_size": self.batch_size,
+            "root": self.data_dir,
+            "seed": self.seed,
+            "num_train": self.num_train,
+            "num_test": self.num_test,
+            **changes,
+        }
         return load_data_fashion_mnist(settings.pop("batch_size"), **settings)
 
 

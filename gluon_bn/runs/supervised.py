@@ -5,6 +5,7 @@ checkpoint made with the same settings), train (``train_ch5``, checkpointing aft
 and on Ctrl-C), collect (the history and the first BN layer's gamma and beta). Only a run that
 is one worker of a kvstore job touches the distributed code.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -51,9 +52,12 @@ class ModelRun:
     workers: list | None = None  # in a kvstore job: per epoch, each worker's time and the BN statistics' spread
 
     def to_dict(self) -> dict:
-        return {"history": history_rows(self.history),
-                "first_bn": {"gamma": self.gamma, "beta": self.beta},
-                "wall_time": self.wall_time, **({"workers": self.workers} if self.workers is not None else {})}
+        return {
+            "history": history_rows(self.history),
+            "first_bn": {"gamma": self.gamma, "beta": self.beta},
+            "wall_time": self.wall_time,
+            **({"workers": self.workers} if self.workers is not None else {}),
+        }
 
 
 @dataclass
@@ -63,20 +67,29 @@ class _Training:
     net: gluon.Block
     train_iter: ArrayLoader
     test_iter: ArrayLoader | None  # None on a worker other than rank 0, which does not test
-    all_tests: ArrayLoader         # the test split, whose first batch completes deferred shapes on resume
+    all_tests: ArrayLoader  # the test split, whose first batch completes deferred shapes on resume
     trainer: gluon.Trainer
     callbacks: list[Callback]
-    rank: int | None = None      # this worker's rank in a kvstore job
-    workers: object = None       # the job's WorkerSync, which collects per-worker numbers
+    rank: int | None = None  # this worker's rank in a kvstore job
+    workers: object = None  # the job's WorkerSync, which collects per-worker numbers
     history: list[Epoch] = field(default_factory=list)
     start_epoch: int = 0
     start_metric: list[float] | None = None
 
 
-def train_model(norm: str, config: TrainConfig, ctx: Contexts, log: Callable[[str], None] = print,
-                net: gluon.Block | None = None, callbacks: Sequence[Callback] = (),
-                checkpoints: Path | None = None, resume: bool = False, extras: dict | None = None,
-                job: Job | None = None, data: FashionMNIST | None = None) -> ModelRun:
+def train_model(
+    norm: str,
+    config: TrainConfig,
+    ctx: Contexts,
+    log: Callable[[str], None] = print,
+    net: gluon.Block | None = None,
+    callbacks: Sequence[Callback] = (),
+    checkpoints: Path | None = None,
+    resume: bool = False,
+    extras: dict | None = None,
+    job: Job | None = None,
+    data: FashionMNIST | None = None,
+) -> ModelRun:
     """Train one LeNet exactly as the chapter does, with checkpoints, ``--resume`` and Ctrl-C handled.
 
     The batch order depends only on ``config.seed``, so models trained with one config see the same batches.
@@ -106,8 +119,15 @@ def train_model(norm: str, config: TrainConfig, ctx: Contexts, log: Callable[[st
     return _collect(run, norm, time.perf_counter() - start)
 
 
-def _build(norm: str, config: TrainConfig, ctx: Contexts, net: gluon.Block | None, callbacks: list[Callback],
-           job: Job | None, data: FashionMNIST | None) -> _Training:
+def _build(
+    norm: str,
+    config: TrainConfig,
+    ctx: Contexts,
+    net: gluon.Block | None,
+    callbacks: list[Callback],
+    job: Job | None,
+    data: FashionMNIST | None,
+) -> _Training:
     """The net (a fresh seeded one unless given), the loaders, the trainer; in a job, this worker's part."""
     net = net if net is not None else seeded_lenet(norm, ctx, config.seed)
     train_iter, test_iter = config.loaders(data=data)
@@ -122,12 +142,26 @@ def _build(norm: str, config: TrainConfig, ctx: Contexts, net: gluon.Block | Non
         sync = WorkerSync(job, test_iter, config.loaders(seed=config.seed + 1000, data=data)[0], ctx)
     else:
         sync = WorkerSync(job)
-    return _Training(net, train_iter, test_iter if job.rank == 0 else None, test_iter, job.trainer(net, config.lr),
-                     [*callbacks, sync], rank=job.rank, workers=sync)
+    return _Training(
+        net,
+        train_iter,
+        test_iter if job.rank == 0 else None,
+        test_iter,
+        job.trainer(net, config.lr),
+        [*callbacks, sync],
+        rank=job.rank,
+        workers=sync,
+    )
 
 
-def _resume(run: _Training, ckpt: Checkpointer, config: TrainConfig, ctx: Contexts, extras: dict | None,
-            log: Callable[[str], None]) -> None:
+def _resume(
+    run: _Training,
+    ckpt: Checkpointer,
+    config: TrainConfig,
+    ctx: Contexts,
+    extras: dict | None,
+    log: Callable[[str], None],
+) -> None:
     """Load the checkpoint into the net, trainer and loader; refuse one made with other settings."""
     _check_resumable(ckpt, config)
     forward_shards(run.net, split_batch(*next(iter(run.all_tests)), ctx)[0])  # complete deferred shapes before loading
@@ -137,43 +171,75 @@ def _resume(run: _Training, ckpt: Checkpointer, config: TrainConfig, ctx: Contex
     if extras is not None:
         extras.update(meta.get("extras") or {})
     run.start_epoch, run.start_metric = meta["epochs_done"], meta.get("partial")
-    log(f"resuming from {ckpt.directory} after epoch {run.start_epoch}"
-        + (f" and {int(run.start_metric[2])} examples of epoch {run.start_epoch + 1}" if run.start_metric else ""))
+    log(
+        f"resuming from {ckpt.directory} after epoch {run.start_epoch}"
+        + (f" and {int(run.start_metric[2])} examples of epoch {run.start_epoch + 1}" if run.start_metric else "")
+    )
     for e in run.history:
         log(e.line())
 
 
-def _train(run: _Training, norm: str, config: TrainConfig, ctx: Contexts, ckpt: Checkpointer | None,
-           extras: dict | None, log: Callable[[str], None]) -> None:
+def _train(
+    run: _Training,
+    norm: str,
+    config: TrainConfig,
+    ctx: Contexts,
+    ckpt: Checkpointer | None,
+    extras: dict | None,
+    log: Callable[[str], None],
+) -> None:
     """``train_ch5`` from where ``run`` starts, saving after every epoch and on Ctrl-C (rank 0 only, in a job)."""
+
     def save(epochs_done: int, partial: list[float] | None = None) -> None:
-        ckpt.save(run.net, run.trainer, {"model": norm, "settings": {k: getattr(config, k) for k in RESUME_KEYS},
-                                         "epochs_done": epochs_done, "partial": partial,
-                                         "history": history_rows(run.history), "loader": run.train_iter.state(),
-                                         "extras": extras})
+        ckpt.save(
+            run.net,
+            run.trainer,
+            {
+                "model": norm,
+                "settings": {k: getattr(config, k) for k in RESUME_KEYS},
+                "epochs_done": epochs_done,
+                "partial": partial,
+                "history": history_rows(run.history),
+                "loader": run.train_iter.state(),
+                "extras": extras,
+            },
+        )
 
     writes = ckpt is not None and run.rank in (None, 0)
     # In a job a stop is the launcher's, so no partial epoch is saved: Ctrl-C is a flag only alone.
     with _ctrl_c_as_flag() if ckpt is not None and run.rank is None else contextlib.nullcontext([]) as requested:
         supervisor = _Supervisor(norm, save if writes else None, run.history, requested, rank=run.rank)
         try:
-            train_ch5(run.net, run.train_iter, run.test_iter, config.batch_size, run.trainer, ctx, config.epochs,
-                      log=log, callbacks=[*run.callbacks, supervisor], start_epoch=run.start_epoch,
-                      start_metric=run.start_metric)
+            train_ch5(
+                run.net,
+                run.train_iter,
+                run.test_iter,
+                config.batch_size,
+                run.trainer,
+                ctx,
+                config.epochs,
+                log=log,
+                callbacks=[*run.callbacks, supervisor],
+                start_epoch=run.start_epoch,
+                start_metric=run.start_metric,
+            )
         except Diverged as exc:
             exc.history = run.history
             raise
         except TrainingInterrupted as exc:
             save(exc.epoch, exc.metric)
-            raise Interrupted(f"interrupted during epoch {exc.epoch + 1} of {label(norm)}; its state is "
-                              f"saved in {ckpt.directory}: run the same command with --resume to "
-                              "continue") from None
+            raise Interrupted(
+                f"interrupted during epoch {exc.epoch + 1} of {label(norm)}; its state is "
+                f"saved in {ckpt.directory}: run the same command with --resume to "
+                "continue"
+            ) from None
 
 
 def _collect(run: _Training, norm: str, wall_time: float) -> ModelRun:
     """The history, the first BN layer's gamma and beta (``net[1]`` in the chapter's LeNet), the workers' numbers."""
-    result = ModelRun(norm, run.history, wall_time=wall_time,
-                      workers=run.workers.epochs if run.workers is not None else None)
+    result = ModelRun(
+        norm, run.history, wall_time=wall_time, workers=run.workers.epochs if run.workers is not None else None
+    )
     first_bn = bn_layers(run.net)[:1]
     if first_bn:
         result.gamma = first_bn[0].gamma.list_data()[0].reshape((-1,)).asnumpy().tolist()
@@ -198,8 +264,14 @@ def _ctrl_c_as_flag():
 class _Supervisor(Callback):
     """Keeps the history, checkpoints after every epoch, stops at a batch boundary on Ctrl-C."""
 
-    def __init__(self, norm: str, save: Callable[[int], None] | None, history: list[Epoch], requested: list,
-                 rank: int | None = None):
+    def __init__(
+        self,
+        norm: str,
+        save: Callable[[int], None] | None,
+        history: list[Epoch],
+        requested: list,
+        rank: int | None = None,
+    ):
         self.norm, self.save, self.history, self.requested, self.rank = norm, save, history, requested, rank
 
     def on_batch_end(self, epoch: int, batch: int) -> bool:
@@ -221,8 +293,14 @@ def _flag_value(value) -> str:
 def _check_resumable(ckpt: Checkpointer, config: TrainConfig) -> None:
     """Refuse to continue a checkpoint made with other settings."""
     saved = ckpt.meta()["settings"]
-    differ = [f"--{k.replace('_', '-')} {_flag_value(saved[k])} (now {_flag_value(getattr(config, k))})"
-              for k in RESUME_KEYS if saved[k] != getattr(config, k)]
+    differ = [
+        f"--{k.replace('_', '-')} {_flag_value(saved[k])} (now {_flag_value(getattr(config, k))})"
+        for k in RESUME_KEYS
+        if saved[k] != getattr(config, k)
+    ]
     if differ:
-        raise UsageError(f"--resume: the checkpoint in {ckpt.directory} was made with " + ", ".join(differ)
-                         + "; rerun with those settings, or without --resume (or another --out) to start afresh")
+        raise UsageError(
+            f"--resume: the checkpoint in {ckpt.directory} was made with "
+            + ", ".join(differ)
+            + "; rerun with those settings, or without --resume (or another --out) to start afresh"
+        )

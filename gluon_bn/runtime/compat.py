@@ -10,6 +10,7 @@ where MXNet reads each name, and the NumPy release that removed it, stand beside
 This module imports only NumPy, so a program that must import MXNet before gluon_bn (to keep
 MXNet's own thread set-up, as the bench's "chapter's code" does) runs it alone first: ``BEFORE_MXNET``.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -23,8 +24,10 @@ import numpy as np
 __all__ = ["ALIASES", "BEFORE_MXNET", "REMOVED", "restore", "restored"]
 
 #: One line of Python that runs this file without importing gluon_bn (whose ``__init__`` would set threads).
-BEFORE_MXNET = ("import importlib.util, os, runpy; runpy.run_path(os.path.join("
-                "importlib.util.find_spec('gluon_bn').submodule_search_locations[0], 'runtime', 'compat.py'))")
+BEFORE_MXNET = (
+    "import importlib.util, os, runpy; runpy.run_path(os.path.join("
+    "importlib.util.find_spec('gluon_bn').submodule_search_locations[0], 'runtime', 'compat.py'))"
+)
 
 
 def _msort(a):
@@ -40,11 +43,14 @@ def _in1d(ar1, ar2, assume_unique=False, invert=False):
 def _renamed(new: str) -> Callable[[], Callable]:
     """A function of its own that calls ``np.<new>``: MXNet keys its dispatch table by function, so an
     alias that *is* ``np.<new>`` would take over ``<new>``'s entry."""
+
     def make():
         def call(*args, **kwargs):
             return getattr(np, new)(*args, **kwargs)
+
         call.__doc__ = f"The removed NumPy name for ``numpy.{new}``."
         return call
+
     return make
 
 
@@ -85,8 +91,11 @@ def _missing(name: str) -> bool:
 
 def _gone(name: str) -> Callable:
     def removed(*args, **kwargs):
-        raise NotImplementedError(f"numpy.{name} is gone from NumPy (NumPy 1.20 moved it to numpy-financial); "
-                                  f"use numpy_financial.{name} (pip install numpy-financial)")
+        raise NotImplementedError(
+            f"numpy.{name} is gone from NumPy (NumPy 1.20 moved it to numpy-financial); "
+            f"use numpy_financial.{name} (pip install numpy-financial)"
+        )
+
     removed.__name__ = name
     return removed
 
@@ -102,8 +111,10 @@ def restore() -> list[str]:
             setattr(np, name, _gone(name))
             restored.append(name)
     if sys.version_info >= (3, 12) and importlib.util.find_spec("distutils") is None:
-        raise ImportError("MXNet 1.9.1 imports distutils, which Python 3.12 removed; install setuptools, which "
-                          "provides it (pip install setuptools)")
+        raise ImportError(
+            "MXNet 1.9.1 imports distutils, which Python 3.12 removed; install setuptools, which "
+            "provides it (pip install setuptools)"
+        )
     return restored
 
 

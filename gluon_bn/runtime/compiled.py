@@ -1,4 +1,5 @@
 """Compiled (hybridized) graphs: faster, same numbers. CPU threads are set before MXNet loads: see ``threads``."""
+
 from __future__ import annotations
 
 import contextlib
@@ -22,8 +23,11 @@ def is_compiled(net: gluon.Block) -> bool:
     ``hybridize`` sets; ``tests/test_runtime.py`` fails loudly if MXNet renames it.
     """
     found: list[bool] = []
-    net.apply(lambda block: found.append(isinstance(block, gluon.HybridBlock) and block._active
-                                         and not getattr(block, "always_compiled", False)))
+    net.apply(
+        lambda block: found.append(
+            isinstance(block, gluon.HybridBlock) and block._active and not getattr(block, "always_compiled", False)
+        )
+    )
     return any(found)
 
 

@@ -6,6 +6,7 @@ Ada (8.9) can run them; with no PTX to compile for a newer GPU, Hopper (9.0), Bl
 and anything later fail at the first operator with CUDA error 209 ("no kernel image is available"),
 as does anything before Maxwell. Checked here from the numbers alone: untested on a real GPU.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -41,15 +42,21 @@ def unusable_reason(device_id: int) -> str | None:
     try:
         capability = compute_capability(device_id)
     except (OSError, RuntimeError) as exc:
-        warnings.warn(f"gpu({device_id}): cannot read its compute capability ({exc}); MXNet 1.9.1 runs only on "
-                      f"{OLDEST[0]}.{OLDEST[1]} to {NEWEST[0]}.{NEWEST[1]}", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"gpu({device_id}): cannot read its compute capability ({exc}); MXNet 1.9.1 runs only on "
+            f"{OLDEST[0]}.{OLDEST[1]} to {NEWEST[0]}.{NEWEST[1]}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         return None
     if OLDEST <= capability <= NEWEST:
         return None
-    return (f"gpu({device_id}) has compute capability {capability[0]}.{capability[1]} ({_generation(capability)}): "
-            "MXNet 1.9.1's CUDA builds carry kernels for sm_50 to sm_86 and no PTX, so no operator can run on it; "
-            "use --ctx cpu (mx.cpu() in code), or a GPU from Maxwell to Ada (compute capability 5.0 to 8.9) "
-            "with CUDA 11 libraries")
+    return (
+        f"gpu({device_id}) has compute capability {capability[0]}.{capability[1]} ({_generation(capability)}): "
+        "MXNet 1.9.1's CUDA builds carry kernels for sm_50 to sm_86 and no PTX, so no operator can run on it; "
+        "use --ctx cpu (mx.cpu() in code), or a GPU from Maxwell to Ada (compute capability 5.0 to 8.9) "
+        "with CUDA 11 libraries"
+    )
 
 
 def check_gpu(ctx: mx.Context) -> None:

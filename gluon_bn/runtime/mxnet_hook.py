@@ -9,6 +9,7 @@ of MXNet that cannot find its CUDA 11 libraries fails with one sentence naming t
 ``GLUON_BN_NO_MXNET_HOOK=1`` keeps the start-up file from importing this module at all. ``import gluon_bn``
 installs the hook too, for the same sentence on a CUDA build. Standard library only.
 """
+
 import os
 import sys
 
@@ -48,10 +49,12 @@ def explain_load_failure(exc: BaseException) -> str | None:
     what = next((text for name, text in CUDA_LIBRARIES.items() if library.startswith(name)), None)
     if what is None:
         return None
-    return (f"this MXNet is a CUDA build and cannot load {library} ({what}): MXNet 1.9.1's CUDA wheels need "
-            "CUDA 11 and cuDNN 8 installed on the system and an NVIDIA GPU from Maxwell to Ada; install those "
-            "libraries (and put them on LD_LIBRARY_PATH), or use the CPU build: pip uninstall -y "
-            "$(pip list 2>/dev/null | grep -o '^mxnet-cu[0-9]*') && pip install mxnet==1.9.1")
+    return (
+        f"this MXNet is a CUDA build and cannot load {library} ({what}): MXNet 1.9.1's CUDA wheels need "
+        "CUDA 11 and cuDNN 8 installed on the system and an NVIDIA GPU from Maxwell to Ada; install those "
+        "libraries (and put them on LD_LIBRARY_PATH), or use the CPU build: pip uninstall -y "
+        "$(pip list 2>/dev/null | grep -o '^mxnet-cu[0-9]*') && pip install mxnet==1.9.1"
+    )
 
 
 def _compat_path() -> str | None:

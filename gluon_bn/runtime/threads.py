@@ -19,10 +19,12 @@ Fashion-MNIST images) is an OpenMP parallel loop (``common::ParallelCopy``, thre
 then has more OpenMP threads than CPUs, and libgomp then cuts the time every waiting thread spins
 from about 300,000 rounds to 100 (``do_spin`` in ``libgomp/config/linux/wait.h``, "throttled"
 spinning). The operator threads' own team then sleeps in the kernel between the many small
-parallel loops of a LeNet step and is woken for each: twice the time per step on a 2-vCPU AMD EPYC, 1.2x on an Intel Xeon.
+parallel loops of a LeNet step and is woken for each: twice the time per step on a 2-vCPU AMD EPYC, 1.2x on an
+Intel Xeon.
 With one thread the copy is a plain ``memcpy`` and no second team exists. This module imports
 MXNet only inside its functions.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -30,8 +32,16 @@ import os
 import sys
 import warnings
 
-__all__ = ["ENV", "configure", "given_by_user", "logical_cpus", "operator_threads", "python_thread_threads",
-           "serial_python_thread", "setup"]
+__all__ = [
+    "ENV",
+    "configure",
+    "given_by_user",
+    "logical_cpus",
+    "operator_threads",
+    "python_thread_threads",
+    "serial_python_thread",
+    "setup",
+]
 
 ENV = "OMP_NUM_THREADS"
 #: How this process's thread set-up was chosen (``configure`` sets it).
@@ -60,9 +70,12 @@ def configure() -> str:
         _chosen_by = f"${ENV} in the environment"
     elif "mxnet" in sys.modules:
         _chosen_by = "MXNet's default (MXNet was imported before gluon_bn)"
-        warnings.warn(f"MXNet was imported before gluon_bn, so its CPU operators keep MXNet's default thread "
-                      f"count (half the logical CPUs on x86); import gluon_bn first, or set {ENV}="
-                      f"{logical_cpus()} before starting Python, to use all {logical_cpus()}", stacklevel=3)
+        warnings.warn(
+            f"MXNet was imported before gluon_bn, so its CPU operators keep MXNet's default thread "
+            f"count (half the logical CPUs on x86); import gluon_bn first, or set {ENV}="
+            f"{logical_cpus()} before starting Python, to use all {logical_cpus()}",
+            stacklevel=3,
+        )
     elif not onednn():
         os.environ[ENV] = "1"
         _chosen_by = "gluon-bn (one thread: oneDNN is off, see threads.onednn)"
@@ -106,6 +119,7 @@ def _set_calling_thread_openmp(count: int) -> None:
     private ``mxnet.base._LIB``; ``tests/test_threads.py`` fails loudly if MXNet renames either.
     """
     from mxnet.base import _LIB, check_call
+
     check_call(_LIB.MXSetNumOMPThreads(ctypes.c_int(count)))
 
 
@@ -142,13 +156,19 @@ def operator_threads() -> int:
         seen["threads"] = openmp.omp_get_max_threads()
 
     function = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)(ask)
-    check_call(_LIB.MXEnginePushSync(function, None, None, ctypes.byref(_Context(1, 0)), None, 0, None, 0,
-                                     None, 0, None))
+    check_call(
+        _LIB.MXEnginePushSync(function, None, None, ctypes.byref(_Context(1, 0)), None, 0, None, 0, None, 0, None)
+    )
     nd.waitall()
     return seen["threads"]
 
 
 def setup() -> dict:
     """The effective thread set-up, for records and reports: operator threads and the Python thread's."""
-    return {"operator_threads": operator_threads(), "python_thread": python_thread_threads(), "logical_cpus": logical_cpus(),
-            ENV: os.environ.get(ENV), "chosen_by": _chosen_by}
+    return {
+        "operator_threads": operator_threads(),
+        "python_thread": python_thread_threads(),
+        "logical_cpus": logical_cpus(),
+        ENV: os.environ.get(ENV),
+        "chosen_by": _chosen_by,
+    }

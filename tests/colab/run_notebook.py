@@ -4,6 +4,7 @@ Run by the emulated runtime's own Python (its nbclient, jupyter_client and ipyke
 
     python run_notebook.py NOTEBOOK FIRST_CELL_FILE OUT_JSON
 """
+
 import json
 import sys
 
@@ -22,9 +23,11 @@ def main(notebook: str, first_cell: str, out: str) -> int:
     except CellExecutionError as exc:
         error = str(exc)[-4000:]
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
-    result = {"error": error,
-              "stream": "".join(o.get("text", "") for o in outputs if o.output_type == "stream"),
-              "figures": sum("image/png" in o.get("data", {}) for o in outputs)}
+    result = {
+        "error": error,
+        "stream": "".join(o.get("text", "") for o in outputs if o.output_type == "stream"),
+        "figures": sum("image/png" in o.get("data", {}) for o in outputs),
+    }
     with open(out, "w") as f:
         json.dump(result, f)
     return 0
