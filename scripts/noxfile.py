@@ -47,18 +47,15 @@ def platform(session: nox.Session, version: str) -> None:
     _same_numbers_and_unit_tests(session, Path(venv), version)
 
 
-def _same_numbers_and_unit_tests(session: nox.Session, venv: Path, name: str) -> None:
-    """The quick reproduce in ``venv``, compared digit for digit with the default's, then the unit tests."""
+def _same_numbers_and_unit_tests(session: nox.Session, venv: Path, name: str, tests=UNIT_TESTS) -> None:
+    """The quick reproduce in ``venv``, compared digit for digit with the default's, then ``tests``."""
     out = ROOT / "results" / "platforms" / name
+    python = str(venv / "bin/python")
     session.run(str(venv / "bin/gluon-bn"), *QUICK, "--out", str(out), external=True)
     session.run(
-        str(venv / "bin/python"),
-        "scripts/same_numbers.py",
-        str(REFERENCE / "reproduce.json"),
-        str(out / "reproduce.json"),
-        external=True,
+        python, "scripts/same_numbers.py", str(REFERENCE / "reproduce.json"), str(out / "reproduce.json"), external=True
     )
-    session.run(str(venv / "bin/python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", *UNIT_TESTS, external=True)
+    session.run(python, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests, external=True)
 
 
 @nox.session(venv_backend="none")
@@ -96,25 +93,7 @@ def wheel(session: nox.Session) -> None:
     session.run(".venv/bin/python", "-m", "venv", str(venv), external=True)
     session.run(str(venv / "bin/python"), "-m", "pip", "install", "--quiet", "-r", "requirements.lock", external=True)
     session.run(str(venv / "bin/python"), "-m", "pip", "install", "--quiet", str(built), external=True)
-    out = ROOT / "results" / "platforms" / "wheel"
-    session.run(str(venv / "bin/gluon-bn"), *QUICK, "--out", str(out), external=True)
-    session.run(
-        str(venv / "bin/python"),
-        "scripts/same_numbers.py",
-        str(REFERENCE / "reproduce.json"),
-        str(out / "reproduce.json"),
-        external=True,
-    )
-    session.run(
-        str(venv / "bin/python"),
-        "-m",
-        "pytest",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        "tests/test_mxnet_hook.py",
-        external=True,
-    )  # the start-up hook, installed from a wheel by plain pip
+    _same_numbers_and_unit_tests(session, venv, "wheel", tests=["tests/test_mxnet_hook.py"])  # the hook, via pip
 
 
 @nox.session(venv_backend="none")
