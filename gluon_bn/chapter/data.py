@@ -44,10 +44,6 @@ class ArrayLoader:
     def __len__(self) -> int:
         return -(-len(self.labels) // self.batch_size)
 
-    @property
-    def num_examples(self) -> int:
-        return len(self.labels)
-
     def shard(self, rank: int, workers: int) -> "ArrayLoader":
         """Hand out part ``rank`` of ``workers`` of every batch: a worker's share of the global batch,
         so the workers together see exactly the batches one process sees."""
