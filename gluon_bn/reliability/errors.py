@@ -11,6 +11,7 @@ __all__ = [
     "TrainingInterrupted",
     "UsageError",
     "require_positive",
+    "unwritable_out",
 ]
 
 
@@ -43,6 +44,11 @@ class UsageError(GluonBNError):
     """A command-line value that cannot work, caught before any training starts."""
 
     exit_code = 2
+
+
+def unwritable_out(folder, exc: OSError) -> UsageError:
+    """The one refusal of an ``--out`` that cannot be written, wherever it is found out."""
+    return UsageError(f"--out {folder}: cannot write there ({exc.strerror}); choose a writable folder")
 
 
 class Diverged(GluonBNError):

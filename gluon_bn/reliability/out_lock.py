@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from .errors import UsageError
+from .errors import UsageError, unwritable_out
 from .files import naming_full_disk
 
 __all__ = ["HANDED_ON_ENV", "LOCK_NAME", "holding_out"]
@@ -96,7 +96,7 @@ def _open(folder: Path, path: Path) -> int | None:
         except FileNotFoundError:
             return None  # removed by a holder that had made it, just as that holder finished
     except OSError as exc:
-        raise UsageError(f"--out {folder}: cannot write there ({exc.strerror}); choose a writable folder") from None
+        raise unwritable_out(folder, exc) from None
 
 
 def _try_flock(fd: int, folder: Path) -> bool:

@@ -7,7 +7,7 @@ from typing import Callable, NamedTuple
 
 from ..chapter.fashion_mnist import FashionMNIST, read_fashion_mnist
 from ..parallel.devices import Contexts, as_list, check_threads, resolve_context
-from ..reliability.errors import UsageError
+from ..reliability.errors import UsageError, unwritable_out
 from ..reliability.files import check_writable_dir
 from ..reliability.record import environment
 from ..runtime import threads
@@ -34,7 +34,7 @@ def prepare(config: RunConfig, log: Callable[[str], None] = print) -> Prepared:
     try:
         check_writable_dir(out)
     except OSError as exc:
-        raise UsageError(f"--out {out}: cannot write there ({exc.strerror}); choose a writable folder") from None
+        raise unwritable_out(out, exc) from None
     data = read_fashion_mnist(config.data_dir)
     log(f"Fashion-MNIST ({data.release} release) from {data.directory}")
     thread_setup = threads.setup()
