@@ -4,6 +4,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import threading
 
 from gluon_bn.reliability import faults
@@ -16,6 +17,11 @@ def job_env(fault=None, **changes):
     if fault:
         env[faults.ENV] = fault
     return {**env, **changes}
+
+
+def launch_argv(*job, launch=()):
+    """``gluon-bn launch`` with the launcher's options ``launch``, each worker running ``reproduce`` ``job``."""
+    return [sys.executable, "-m", "gluon_bn", "launch", *launch, "--", "reproduce", *job]
 
 
 def history(out, model):

@@ -7,11 +7,10 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 
 import pytest
-from jobs import alive, history, job_env, launch_until, pids
+from jobs import alive, history, job_env, launch_argv, launch_until, pids
 
 from gluon_bn.runtime import threads
 
@@ -19,23 +18,9 @@ SETTINGS = ["--num-train", "1024", "--num-test", "256", "--batch-size", "256", "
 
 
 def _launch(out, *job, workers="2", extra=(), fault=None):
-    return [
-        sys.executable,
-        "-m",
-        "gluon_bn",
-        "launch",
-        "--workers",
-        workers,
-        *extra,
-        "--",
-        "reproduce",
-        "--kvstore",
-        "dist_sync",
-        "--out",
-        str(out),
-        *SETTINGS,
-        *job,
-    ]
+    return launch_argv(
+        "--kvstore", "dist_sync", "--out", str(out), *SETTINGS, *job, launch=["--workers", workers, *extra]
+    )
 
 
 def _run(out, *job, fault=None, **kwargs):

@@ -12,7 +12,7 @@ import time
 from datetime import datetime
 
 import pytest
-from jobs import alive, job_env, launch_until, pids
+from jobs import alive, job_env, launch_argv, launch_until, pids
 
 from gluon_bn.reliability import faults
 from gluon_bn.reliability.errors import UsageError
@@ -113,15 +113,7 @@ def test_a_holder_killed_with_sigkill_does_not_block_the_next_run(start_holding,
 def test_a_launch_holds_its_workers_out_for_them(tmp_path, real_data_dir, gluon_bn_cli):
     """The workers write into the launcher's --out under its lock, and finish the job; another run is refused."""
     out = tmp_path / "out"
-    argv = [
-        sys.executable,
-        "-m",
-        "gluon_bn",
-        "launch",
-        "--workers",
-        "2",
-        "--",
-        "reproduce",
+    argv = launch_argv(
         "--kvstore",
         "dist_sync",
         "--model",
@@ -136,7 +128,8 @@ def test_a_launch_holds_its_workers_out_for_them(tmp_path, real_data_dir, gluon_
         str(real_data_dir),
         "--out",
         str(out),
-    ]
+        launch=["--workers", "2"],
+    )
     launcher, lines = launch_until(argv, "[worker 0] kvstore dist_sync", job_env())
     launcher.send_signal(signal.SIGSTOP)  # the job goes on; the launcher, which holds the lock, cannot end meanwhile
     try:

@@ -10,11 +10,10 @@ seconds, naming the host, and ``--resume`` then ends with the uninterrupted numb
 import re
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
-from jobs import alive, history, job_env, launch_until, pids
+from jobs import alive, history, job_env, launch_argv, launch_until, pids
 from netns_hosts import TestHosts, skip_or_fail, why_not
 
 from gluon_bn.runtime import threads
@@ -56,23 +55,7 @@ def _env(fault=None):
 
 def _argv(out, epochs, hosts=None, hosts_file=None, extra=()):
     where = ["--hosts", str(hosts_file), "--ssh", hosts.ssh, "--keepalive", KEEPALIVE] if hosts else []
-    return [
-        sys.executable,
-        "-m",
-        "gluon_bn",
-        "launch",
-        "--workers",
-        "2",
-        *where,
-        *extra,
-        "--",
-        "reproduce",
-        *SETTINGS,
-        "--epochs",
-        str(epochs),
-        "--out",
-        str(out),
-    ]
+    return launch_argv(*SETTINGS, "--epochs", str(epochs), "--out", str(out), launch=["--workers", "2", *where, *extra])
 
 
 def _run(argv, fault=None):
