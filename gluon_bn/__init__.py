@@ -1,10 +1,12 @@
 """gluon-bn: the "Batch Normalization" chapter of Dive into Deep Learning, in MXNet Gluon.
 
 The chapter's own code is in :mod:`gluon_bn.chapter` (``layers``: ``batch_norm`` and ``BatchNorm``;
-``models``: the LeNet; ``data``, ``training``). Each other sub-package is one part built beside
-it (``comparison``, ``parallel``, ``performance``, ``reliability``, ``reports``, ``experiments``,
-``runs``, ``runtime``), ``norms`` is the registry of normalizations, and each ``gluon-bn``
-command is one module of :mod:`gluon_bn.commands`, which the library never imports.
+``training``: the book's ``train_ch5``; ``data``: the loader). Beside it: ``norms`` (the registry of
+normalizations and the layers beside the chapter's), ``models`` (the LeNet with any of them), ``runs``
+(the hardened ``train_ch5`` every command runs, which is this package's ``train_ch5``), and
+``comparison``, ``experiments``, ``parallel``, ``performance``, ``reliability``, ``reports`` and
+``runtime``. They import downward only (docs/layout.md); each ``gluon-bn`` command is one module of
+:mod:`gluon_bn.commands`, which the library never imports.
 """
 
 import os as _os
@@ -42,13 +44,14 @@ except ImportError as _exc:
 
 from .chapter.data import load_data_fashion_mnist  # noqa: E402
 from .chapter.layers import BatchNorm, batch_norm
-from .chapter.models import lenet
-from .chapter.training import Epoch, evaluate_accuracy, train_ch5, try_gpu
+from .chapter.training import Epoch, try_gpu
 from .comparison.checks import check_layer
-from .experiments.precise_bn import recompute_bn_stats
-from .parallel.sync import SyncBatchNorm
-from .performance.fast import FastBatchNorm
-from .reliability.errors import DataError, GluonBNError, UsageError
+from .errors import DataError, GluonBNError, UsageError
+from .models import lenet
+from .norms.fast import FastBatchNorm
+from .norms.precise_bn import recompute_bn_stats
+from .norms.sync import SyncBatchNorm
+from .runs.loop import evaluate_accuracy, train_ch5
 
 _threads.serial_python_thread()  # MXNet's copies on this thread must not start a second OpenMP team
 

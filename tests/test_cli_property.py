@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from gluon_bn import cli
 from gluon_bn.commands import bench, compare, exercise, launch, reproduce
+from gluon_bn.parallel import supervisor
 
 #: Each command, as a run that is otherwise good (quick presets, a folder of its own for --out).
 BASE = {
@@ -117,7 +118,7 @@ def started(real_data_dir):
     for module in (reproduce, compare, exercise, bench):
         patch.setattr(module, "prepare", gate(module.prepare))
     patch.setattr(launch, "check_hosts", gate(lambda *a, **k: None))
-    patch.setattr(launch, "_Process", gate(lambda *a, **k: None))
+    patch.setattr(supervisor, "_Process", gate(lambda *a, **k: None))
     patch.setenv("GLUON_BN_DATA", str(real_data_dir))
     yield
     patch.undo()

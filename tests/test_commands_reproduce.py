@@ -15,9 +15,9 @@ from poisoned import Poisoned
 from gluon_bn import lenet
 from gluon_bn.commands import reproduce
 from gluon_bn.commands.reproduce import ReproduceConfig
-from gluon_bn.comparison.bnstate import bn_layers, get_stats
+from gluon_bn.errors import Diverged
+from gluon_bn.norms.bnstate import bn_layers, get_stats
 from gluon_bn.reliability.checkpoint import Checkpointer
-from gluon_bn.reliability.errors import Diverged
 from gluon_bn.reliability.record import load_record
 from gluon_bn.runs import settings
 

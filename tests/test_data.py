@@ -8,7 +8,7 @@ import pytest
 
 from gluon_bn import load_data_fashion_mnist
 from gluon_bn.chapter import fashion_mnist
-from gluon_bn.reliability.errors import DataError
+from gluon_bn.errors import DataError
 
 
 def _raw(path: Path, offset: int) -> np.ndarray:

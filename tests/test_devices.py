@@ -10,9 +10,9 @@ import pytest
 from mxnet import autograd, gluon, nd
 
 from gluon_bn import BatchNorm, lenet, load_data_fashion_mnist, train_ch5
-from gluon_bn.chapter.models import seeded_lenet
-from gluon_bn.chapter.training import evaluate_accuracy, make_trainer
-from gluon_bn.parallel.devices import describe, parse_contexts, split_batch
+from gluon_bn.models import seeded_lenet
+from gluon_bn.runs.loop import evaluate_accuracy, make_trainer
+from gluon_bn.runtime.devices import describe, parse_contexts, split_batch
 
 TWO = [mx.cpu(0), mx.cpu(1)]
 

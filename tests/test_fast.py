@@ -15,9 +15,9 @@ from tolerances import rounding_tolerance
 from wrong_layers import StaleGradientFastBatchNorm, wrong_layer
 
 from gluon_bn import BatchNorm, FastBatchNorm, lenet, norms
-from gluon_bn.comparison.bnstate import bn_layers, get_stats
 from gluon_bn.comparison.checks import check_layer
 from gluon_bn.comparison.drift import copy_state
+from gluon_bn.norms.bnstate import bn_layers, get_stats
 from gluon_bn.reliability.checkpoint import Checkpointer
 from gluon_bn.runtime.compiled import compile_net
 

@@ -7,9 +7,9 @@ import pytest
 import gluon_bn
 from gluon_bn import cli
 from gluon_bn.chapter import training
-from gluon_bn.parallel.devices import resolve_context
-from gluon_bn.reliability.errors import UsageError
+from gluon_bn.errors import UsageError
 from gluon_bn.runtime import gpus
+from gluon_bn.runtime.devices import resolve_context
 
 HOPPER, ADA, AMPERE, KEPLER = (9, 0), (8, 9), (8, 6), (3, 7)
 

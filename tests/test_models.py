@@ -6,8 +6,8 @@ from mxnet import init, nd
 from mxnet.gluon import nn
 
 from gluon_bn import BatchNorm, lenet
-from gluon_bn.chapter.models import PLACEMENTS, WHERE
-from gluon_bn.comparison.bnstate import bn_layers
+from gluon_bn.models import PLACEMENTS, WHERE
+from gluon_bn.norms.bnstate import bn_layers
 
 CHAPTER_ORDER = [
     nn.Conv2D,

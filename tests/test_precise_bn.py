@@ -6,8 +6,8 @@ import pytest
 from mxnet import init
 
 from gluon_bn import lenet, load_data_fashion_mnist
-from gluon_bn.comparison.bnstate import bn_layers, get_stats, swap_bn_stats
-from gluon_bn.experiments.precise_bn import recompute_bn_stats
+from gluon_bn.norms.bnstate import bn_layers, get_stats, swap_bn_stats
+from gluon_bn.norms.precise_bn import recompute_bn_stats
 from gluon_bn.runtime.compiled import compile_net, is_compiled
 
 
@@ -75,8 +75,8 @@ def test_precise_bn_works_on_a_compiled_net_and_leaves_it_compiled(real_data_dir
 def test_swapping_statistics_keeps_each_devices_copy(real_data_dir):
     from mxnet import autograd, gluon
 
-    from gluon_bn.comparison.bnstate import layer_stat_copies
-    from gluon_bn.parallel.devices import forward_shards, split_batch
+    from gluon_bn.norms.bnstate import layer_stat_copies
+    from gluon_bn.runtime.devices import forward_shards, split_batch
 
     ctx = [mx.cpu(0), mx.cpu(1)]
     net = lenet("gluon")

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from gluon_bn import cli
+from gluon_bn.errors import UsageError
 from gluon_bn.reliability import schema
-from gluon_bn.reliability.errors import UsageError
 from gluon_bn.reliability.record import load_record, save_record
 
 #: Each format's schema digest. A changed schema needs a new FORMAT and a new line here (and READABLE

@@ -6,12 +6,12 @@ import pytest
 from mxnet import autograd, gluon, nd
 
 from gluon_bn import load_data_fashion_mnist
-from gluon_bn.chapter.models import lenet, seeded_lenet
-from gluon_bn.chapter.training import make_trainer
-from gluon_bn.comparison.bnstate import bn_layers, get_stats
 from gluon_bn.comparison.drift import copy_state
-from gluon_bn.parallel.devices import forward_shards, split_batch
-from gluon_bn.parallel.sync import SyncBatchNorm
+from gluon_bn.models import lenet, seeded_lenet
+from gluon_bn.norms.bnstate import bn_layers, get_stats
+from gluon_bn.norms.sync import SyncBatchNorm
+from gluon_bn.runs.loop import make_trainer
+from gluon_bn.runtime.devices import forward_shards, split_batch
 
 LOSS = gluon.loss.SoftmaxCrossEntropyLoss()
 

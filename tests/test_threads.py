@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from gluon_bn.reliability.errors import UsageError
+from gluon_bn.errors import UsageError
 from gluon_bn.runs.prepare import prepare
 from gluon_bn.runs.settings import TrainConfig
 from gluon_bn.runtime import compat, threads

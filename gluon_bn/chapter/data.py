@@ -8,7 +8,7 @@ from typing import Iterator
 import numpy as np
 from mxnet import nd
 
-from ..reliability.errors import require_positive
+from ..errors import require_positive
 from ..runtime.threads import serial_python_thread
 from .fashion_mnist import FashionMNIST, read_fashion_mnist
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..reliability.errors import DataError
+from ..errors import DataError
 
 __all__ = ["FILES", "RELEASES", "FashionMNIST", "candidate_dirs", "download", "find_data_dir", "read_fashion_mnist"]
 

@@ -7,6 +7,7 @@ the chapter's code, and PyTorch's CPU LeNet when it is installed, for epochs.
 
 from __future__ import annotations
 
+import argparse
 import time
 from dataclasses import dataclass, field
 from typing import Callable, ClassVar, Mapping, Sequence
@@ -14,20 +15,21 @@ from typing import Callable, ClassVar, Mapping, Sequence
 import mxnet as mx
 
 from ..chapter.fashion_mnist import read_fashion_mnist
-from ..chapter.models import seeded_lenet
+from ..errors import UsageError
+from ..models import seeded_lenet
 from ..norms import NORMS, label, names
 from ..performance import torch_lenet
 from ..performance.measurements import epoch_in_child, summarize_times, time_bn_layers
 from ..performance.profiles import memory_over_steps, profile_steps
-from ..reliability.errors import UsageError
 from ..reliability.files import atomic_write_text
 from ..reliability.record import save_record
 from ..reports.tables import markdown_table, speed_table
+from ..runs.arguments import config_from, count_option, run_arguments
 from ..runs.prepare import prepare
 from ..runs.settings import RunConfig
 from ..runtime.compiled import compile_net
 
-__all__ = ["BenchConfig", "SECTIONS", "run"]
+__all__ = ["BenchConfig", "SECTIONS", "add_arguments", "config", "run"]
 
 SECTIONS = ("layers", "epochs", "memory", "profile")
 #: How each model is run for an epoch: as the chapter's code does, through d2l's pipeline, as gluon-bn does.
@@ -74,6 +76,37 @@ class BenchConfig(RunConfig):
                 f"unknown section(s) {', '.join(unknown) or '(none given)'}: choose from {', '.join(SECTIONS)}"
             )
         return self
+
+
+HELP = "time every BN layer and LeNet here against nn.BatchNorm, d2l's pipeline and PyTorch"
+DESCRIPTION = (
+    "Time the from-scratch, fast and fused BN layers at LeNet's shapes; one epoch of each "
+    "LeNet as the chapter's code runs it, through d2l's pipeline, and as gluon-bn runs it, "
+    "beside PyTorch's LeNet when PyTorch is installed; resident memory over many training "
+    "steps; a profile of a training step. Every ratio is measured in the same run. Writes "
+    "bench.json and bench.md into --out."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``gluon-bn bench`` options (it trains one epoch per model, so no --epochs)."""
+    defaults = BenchConfig()
+    parser.add_argument(
+        "--models", nargs="+", choices=list(NORMS), default=list(defaults.models), help="LeNets to time"
+    )
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(defaults.sections))
+    count_option(parser, "repeats", defaults, "timed rounds per layer and shape (at least 3)")
+    count_option(
+        parser, "rounds", defaults, "interleaved rounds of each epoch set-up, each in a fresh process (at least 3)"
+    )
+    count_option(parser, "memory-steps", defaults, "training steps per model in the memory section")
+    count_option(parser, "profile-steps", defaults)
+    run_arguments(parser, defaults)
+
+
+def config(args: argparse.Namespace) -> BenchConfig:
+    """The options as a config."""
+    return config_from(BenchConfig, args, models=tuple(args.models), sections=tuple(args.sections))
 
 
 def _epoch_plan(config: BenchConfig, ours: int) -> list[tuple[str, str, dict, int | None]]:
@@ -410,4 +443,4 @@ def run(config: BenchConfig, log: Callable[[str], None] = print) -> dict:
     atomic_write_text(md_path, text + "\n")
     log("\n" + text)
     log(f"\nwrote {record_path} and {md_path}")
-    return {"results": results, "targets": targets, "record": record_path, "markdown": md_path}
+    return {"results": results, "targets": targets, "record": record_path, "markdown": md_path, "status": 0}

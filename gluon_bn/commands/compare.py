@@ -1,12 +1,15 @@
 """``gluon-bn compare``: the from-scratch BatchNorm side by side with ``nn.BatchNorm``, every difference explained.
 
-Config in; tables on the terminal, ``compare.md`` (the report), ``compare.json`` (the record) and
-two plots out. The evidence comes from :mod:`gluon_bn.comparison`: the layer checks, the two
-LeNets in lockstep, and the report with its judgement.
+Options and config in (the config is the library's ``CompareConfig``, which the notebooks use too);
+tables on the terminal, ``compare.md`` (the report), ``compare.json`` (the record), two plots and the
+exit status out: 1 when an agreement that should hold does not. The evidence comes from
+:mod:`gluon_bn.comparison`: the layer checks, the two LeNets in lockstep, and the report with its judgement.
 """
 
 from __future__ import annotations
 
+import argparse
+import sys
 import time
 from typing import Callable
 
@@ -15,14 +18,38 @@ from ..comparison.differences import known_differences, mode_table
 from ..comparison.lenets import CHECK_SHAPES, CompareConfig, compare_devices, compare_models
 from ..comparison.report import compare_markdown, devices_section, failures, layer_sections, model_sections
 from ..norms import NORMS
-from ..parallel.devices import as_list
 from ..performance.measurements import time_bn_layers
 from ..reliability.files import atomic_write_text
 from ..reliability.record import save_record
 from ..reports.plots import plot_drift, plot_histories
+from ..runs.arguments import config_from, count_option, run_arguments
 from ..runs.prepare import prepare
+from ..runtime.devices import as_list
 
-__all__ = ["CompareConfig", "run"]
+__all__ = ["CompareConfig", "add_arguments", "config", "run"]
+
+
+HELP = "the from-scratch BatchNorm side by side with nn.BatchNorm, every difference explained"
+DESCRIPTION = (
+    "Hold both BN layers to a float64 reference, show each known difference at the "
+    "defaults and closed once its cause is aligned, tabulate which statistics each "
+    "autograd scope uses, train both LeNets from the same start and measure their "
+    "drift, and time both layers. Prints the tables; writes compare.md, compare.json "
+    "and PNG plots into --out. Exit status 1 when an agreement that should hold does not."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``gluon-bn compare`` options."""
+    defaults = CompareConfig()
+    run_arguments(parser, defaults)
+    count_option(parser, "steps", defaults, "training steps before the moving statistics are checked")
+    count_option(parser, "speed-repeats", defaults, "timed repetitions per layer and shape")
+
+
+def config(args: argparse.Namespace) -> CompareConfig:
+    """The options as a config."""
+    return config_from(CompareConfig, args)
 
 
 def run(config: CompareConfig, log: Callable[[str], None] = print) -> dict:
@@ -76,7 +103,11 @@ def run(config: CompareConfig, log: Callable[[str], None] = print) -> dict:
         wall_time=time.perf_counter() - started,
     )
     log(f"\nwrote {out / 'compare.md'}, {out / 'compare.json'}, {curves} and {drift_png}")
+    if failed:
+        print(f"gluon-bn: compare: {len(failed)} agreement(s) did not hold: " + "; ".join(failed), file=sys.stderr)
     return {
+        "record": out / "compare.json",
+        "status": 1 if failed else 0,
         "failures": failed,
         "checks": checks,
         "differences": differences,

@@ -8,18 +8,61 @@ out. The record is rewritten after every run, so an interrupted exercise keeps w
 
 from __future__ import annotations
 
+import argparse
 import time
 from typing import Callable
 
+from ..errors import UsageError
 from ..experiments.exercises import EXERCISES
 from ..experiments.runner import ExerciseConfig, exercise_markdown, exercise_settings, run_exercise
-from ..parallel.devices import describe
 from ..reliability.files import atomic_write_text
 from ..reliability.record import load_record, save_record
 from ..reports.plots import plot_exercise
+from ..runs.arguments import config_from, count_option, run_arguments
 from ..runs.prepare import prepare
+from ..runtime.devices import describe
 
-__all__ = ["ExerciseConfig", "run"]
+__all__ = ["ExerciseConfig", "add_arguments", "config", "run"]
+
+
+def _listing() -> str:
+    return "\n".join(f"{name:15s} {exercise.question}" for name, exercise in EXERCISES.items())
+
+
+class _ListExercises(argparse.Action):
+    """--list: print the exercises and their questions, and exit (as --help does)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(_listing())
+        parser.exit()
+
+
+HELP = "the chapter's exercises (and precise BN) as measured experiments"
+DESCRIPTION = (
+    "Run one of the chapter's exercises over several seeds; print a table and a conclusion "
+    "drawn from this run's numbers; write exercise-NAME.json, .md and .png into --out. "
+    "--list shows the exercises."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``gluon-bn exercise`` options."""
+    defaults = ExerciseConfig()
+    parser.add_argument(
+        "name", nargs="?", choices=list(EXERCISES), metavar="NAME", help="one of: " + ", ".join(EXERCISES)
+    )
+    parser.add_argument("--list", nargs=0, action=_ListExercises, help="list the exercises and their questions")
+    run_arguments(parser, defaults)
+    count_option(parser, "seeds", defaults, "seeds per variant")
+    parser.add_argument("--resume", action="store_true", help="keep the finished runs in --out, continue the rest")
+    count_option(parser, "precise-batches", defaults, "precise-bn: training batches used to re-estimate the statistics")
+
+
+def config(args: argparse.Namespace) -> ExerciseConfig:
+    """The options as a config; an exercise must be named."""
+    if args.name is None:
+        raise UsageError(f"name an exercise:\n{_listing()}")
+    return config_from(ExerciseConfig, args)
 
 
 def run(config: ExerciseConfig, log: Callable[[str], None] = print) -> dict:
@@ -69,4 +112,4 @@ def run(config: ExerciseConfig, log: Callable[[str], None] = print) -> dict:
     details = result["details"]
     log("\n" + result["table"] + ("\n\n" + details if details else "") + "\n\nConclusion: " + result["conclusion"])
     log(f"\nwrote {record_path}, {markdown_path} and {plot_path}")
-    return {**result, "record": record_path, "markdown": text, "plot": plot_path}
+    return {**result, "record": record_path, "markdown": text, "plot": plot_path, "status": 0}

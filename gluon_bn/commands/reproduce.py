@@ -1,27 +1,36 @@
 """``gluon-bn reproduce``: the chapter's BN LeNets with its settings, next to its published numbers.
 
-Config in; the chapter's log lines, the first BN layer's gamma and beta, a table beside the
-book's numbers, a record (``reproduce.json``) and the training curves (``reproduce.png``) out.
+Options and config in; the chapter's log lines, the first BN layer's gamma and beta, a table beside
+the book's numbers, a record (``reproduce.json``) and the training curves (``reproduce.png``) out.
 """
 
 from __future__ import annotations
 
+import argparse
 import time
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
-from ..chapter.published import CHAPTER, CHAPTER_EPOCH, chapter_table
+from ..chapter.published import CHAPTER, CHAPTER_EPOCH
+from ..errors import Diverged, Interrupted, UsageError
 from ..norms import NORMS, label
-from ..reliability.errors import Diverged, Interrupted, UsageError
+from ..parallel.distributed import KVSTORES, connect, disconnect
 from ..reliability.record import save_record
 from ..reports.plots import plot_histories
+from ..reports.tables import chapter_table
+from ..runs.arguments import config_from, run_arguments
 from ..runs.prepare import prepare
 from ..runs.settings import TrainConfig
 from ..runs.supervised import ModelRun, train_model
 
-__all__ = ["ReproduceConfig", "run"]
+__all__ = ["ReproduceConfig", "add_arguments", "config", "run"]
+
+
+def _model_choices() -> dict[str, tuple[str, ...]]:
+    """--model: every registered norm, or both of the chapter's (read when the parser is built)."""
+    return {**{name: (name,) for name in NORMS}, "both": tuple(CHAPTER)}
 
 
 @dataclass
@@ -45,6 +54,42 @@ class ReproduceConfig(TrainConfig):
             )
         super().validate()
         return self
+
+
+HELP = "train the chapter's BN LeNets on Fashion-MNIST and compare with the book"
+DESCRIPTION = (
+    "Train LeNet with the from-scratch BatchNorm and with nn.BatchNorm using the "
+    "chapter's settings; print the chapter's log lines, the first BN layer's gamma "
+    "and beta, and a table next to the chapter's published numbers; write a JSON "
+    "record and a PNG of the training curves into --out."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``gluon-bn reproduce`` options."""
+    parser.add_argument(
+        "--model",
+        choices=_model_choices(),
+        default="both",
+        help="which LeNet: from-scratch BN, nn.BatchNorm, no BN, FastBatchNorm, synchronized BN, or scratch and gluon",
+    )
+    run_arguments(parser, ReproduceConfig())
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the checkpoints in --out (written after every epoch and on Ctrl-C)",
+    )
+    parser.add_argument(
+        "--kvstore",
+        choices=KVSTORES,
+        default=None,
+        help="train as one worker of a job over MXNet's parameter server (see gluon-bn launch)",
+    )
+
+
+def config(args: argparse.Namespace) -> ReproduceConfig:
+    """The options as a config: --model names one norm, or both of the chapter's."""
+    return config_from(ReproduceConfig, args, models=_model_choices()[args.model])
 
 
 def run(config: ReproduceConfig, log: Callable[[str], None] = print) -> dict:
@@ -91,12 +136,10 @@ def run(config: ReproduceConfig, log: Callable[[str], None] = print) -> dict:
             log(f"first BN layer (net[1]) beta:  {np.array2string(np.array(trained.beta), precision=4)}")
         write_record()
     if job is not None:
-        from ..parallel.distributed import disconnect
-
         disconnect()
     histories = {name: r.history for name, r in runs.items()}
     if not reports:
-        return {"runs": runs}
+        return {"runs": runs, "record": None, "status": 0}
     plot_histories(
         histories,
         plot_path,
@@ -106,14 +149,12 @@ def run(config: ReproduceConfig, log: Callable[[str], None] = print) -> dict:
     )
     log("\n" + chapter_table(histories))
     log(f"\nwrote {record_path} and {plot_path}")
-    return {"record": record_path, "plot": plot_path, "runs": runs}
+    return {"record": record_path, "plot": plot_path, "runs": runs, "status": 0}
 
 
 def _join_job(config: ReproduceConfig, log: Callable[[str], None]):
     """Join the kvstore job this worker belongs to (settings checked first, so every worker stops alike);
     only rank 0 logs."""
-    from ..parallel.distributed import connect
-
     job = connect(config.validate().kvstore)
     log(f"kvstore {config.kvstore}: worker rank {job.rank} of {job.num_workers}")
     return job, (log if job.rank == 0 else lambda _: None)

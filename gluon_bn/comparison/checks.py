@@ -18,7 +18,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon, nd
 
-from .bnstate import get_stats, is_bn, set_affine
+from ..norms.bnstate import get_stats, is_bn, set_affine
 from .reference import bn_backward, bn_forward
 
 __all__ = ["COMPARED", "TOLERANCES", "Check", "LayerFactory", "build_layer", "check_layer", "max_abs_gap", "run_step"]

@@ -11,8 +11,8 @@ import numpy as np
 from mxnet import gluon, nd
 from mxnet.gluon import nn
 
-from ..chapter.training import learned_parameters
-from .bnstate import bn_layers, get_stats, set_stats
+from ..norms.bnstate import bn_layers, get_stats, set_stats
+from ..runs.loop import learned_parameters
 
 __all__ = ["copy_parameters", "copy_state", "model_drift", "relative_difference"]
 

@@ -9,14 +9,16 @@ from typing import Callable, ClassVar, Mapping
 import mxnet as mx
 from mxnet import gluon
 
-from ..chapter.models import seeded_lenet
-from ..chapter.training import Epoch, OnEpochEnd, history_rows
+from ..chapter.training import Epoch, history_rows
+from ..models import seeded_lenet
 from ..norms import NORMS, label
-from ..parallel.device_stats import accuracy_per_copy, stat_copies, statistics_gap, stats_distance
-from ..parallel.devices import Contexts, as_list, describe, forward_shards, split_batch
+from ..norms.bnstate import stat_copies
+from ..runs.loop import OnEpochEnd
 from ..runs.settings import TrainConfig
 from ..runs.supervised import train_model
+from ..runtime.devices import Contexts, as_list, describe, forward_shards, split_batch
 from .checks import COMPARED
+from .device_stats import accuracy_per_copy, statistics_gap, stats_distance
 from .drift import copy_parameters, copy_state, model_drift
 
 __all__ = ["CHECK_SHAPES", "CompareConfig", "compare_devices", "compare_models"]

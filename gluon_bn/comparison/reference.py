@@ -7,14 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["bn_backward", "bn_forward", "reduce_axes"]
+from ..norms.bnstate import reduce_axes
 
-
-def reduce_axes(ndim: int) -> tuple[int, ...]:
-    """Axes BN averages over: the batch for (N, d), batch and space for (N, C, H, W)."""
-    if ndim not in (2, 4):
-        raise ValueError(f"expected a 2-D or 4-D input, got {ndim}-D")
-    return (0,) if ndim == 2 else (0, 2, 3)
+__all__ = ["bn_backward", "bn_forward"]
 
 
 def _shaped(a, ndim: int) -> np.ndarray:

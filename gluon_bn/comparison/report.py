@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 from ..norms import NORMS, label
-from ..parallel.devices import Contexts, as_list, describe
 from ..reports.tables import markdown_table, shape_text, speed_table
+from ..runtime.devices import Contexts, as_list, describe
 
 __all__ = [
     "checks_table",

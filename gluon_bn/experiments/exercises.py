@@ -16,11 +16,12 @@ from typing import Callable
 import numpy as np
 from mxnet import autograd, gluon
 
-from ..chapter.training import Epoch, evaluate_accuracy
-from ..comparison.bnstate import is_bn, swap_bn_stats
-from ..parallel.devices import Contexts, forward_shards, split_batch
+from ..chapter.training import Epoch
+from ..norms.bnstate import is_bn, swap_bn_stats
+from ..norms.precise_bn import recompute_bn_stats
 from ..reports.tables import markdown_table
-from .precise_bn import recompute_bn_stats
+from ..runs.loop import evaluate_accuracy
+from ..runtime.devices import Contexts, forward_shards, split_batch
 from .summary import compare_sentence, fmt_mean_std, row_of
 
 __all__ = ["EXERCISES", "Exercise", "Variant", "precise_spreads"]

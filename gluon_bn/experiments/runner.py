@@ -9,12 +9,13 @@ from typing import Callable, ClassVar, Mapping
 import mxnet as mx
 from mxnet import gluon
 
-from ..chapter.models import seeded_lenet
-from ..chapter.training import Callback, Epoch, history_rows
-from ..parallel.devices import Contexts, as_list, describe, resolve_context
-from ..reliability.errors import Diverged, UsageError
+from ..chapter.training import Epoch, history_rows
+from ..errors import Diverged, UsageError
+from ..models import seeded_lenet
+from ..runs.loop import Callback
 from ..runs.settings import SEED_MAX, TrainConfig
 from ..runs.supervised import train_model
+from ..runtime.devices import Contexts, as_list, describe, resolve_context
 from .exercises import EXERCISES, Exercise, Variant
 from .summary import summarize, summary_table
 

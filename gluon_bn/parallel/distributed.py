@@ -19,11 +19,11 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon, nd
 
-from ..chapter.training import Callback, Epoch, evaluate_accuracy, learned_parameters
-from ..comparison.bnstate import bn_layers, layer_stat_copies, set_layer_stat_copies, swap_bn_stats
-from ..experiments.precise_bn import recompute_bn_stats
-from ..reliability.errors import UsageError
-from .device_stats import stat_copies
+from ..chapter.training import Epoch
+from ..errors import UsageError
+from ..norms.bnstate import bn_layers, layer_stat_copies, set_layer_stat_copies, stat_copies, swap_bn_stats
+from ..norms.precise_bn import recompute_bn_stats
+from ..runs.loop import Callback, evaluate_accuracy, learned_parameters
 
 __all__ = ["KVSTORES", "Job", "ServerSGD", "WorkerSync", "connect", "disconnect", "job"]
 
@@ -68,6 +68,10 @@ class Job:
         its first weight broadcast and first gradient push share a key (seen here in 2 of 6 runs).
         """
         return gluon.Trainer(learned_parameters(net), ServerSGD(learning_rate=lr), kvstore=self.kv)
+
+    def worker_sync(self, test_iter: Iterable | None = None, train_iter: Iterable | None = None, ctx=None):
+        """This worker's per-epoch callback; the reporting worker passes its test and re-estimation batches."""
+        return WorkerSync(self, test_iter, train_iter, ctx)
 
     def gather(self, vector: np.ndarray, key: int | None = None) -> tuple[np.ndarray, int]:
         """Every worker's ``vector`` as the rows of one matrix (each worker fills its row of a sum)."""

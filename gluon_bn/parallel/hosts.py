@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from ..reliability.errors import UsageError
+from ..errors import UsageError
 from .tether import MISSED_BEATS
 
 __all__ = ["Host", "Heartbeat", "check_hosts", "read_hosts", "remote_argv"]

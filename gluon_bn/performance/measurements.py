@@ -18,8 +18,8 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon, nd
 
-from ..chapter.training import make_trainer, train_ch5
-from ..reliability.errors import Diverged
+from ..errors import Diverged
+from ..runs.loop import make_trainer, train_ch5
 from ..runtime import compat
 
 __all__ = [
@@ -203,7 +203,7 @@ def epoch_in_this_process(spec: dict) -> dict:
     """
     from ..chapter.data import load_data_fashion_mnist
     from ..chapter.fashion_mnist import read_fashion_mnist
-    from ..chapter.models import seeded_lenet
+    from ..models import seeded_lenet
     from ..runtime.compiled import compile_net
     from ..runtime.threads import operator_threads
     from . import torch_lenet

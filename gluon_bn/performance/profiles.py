@@ -10,8 +10,8 @@ from typing import Iterable
 import mxnet as mx
 from mxnet import gluon, nd, profiler
 
-from ..chapter.training import Callback
-from ..reliability.errors import TrainingInterrupted
+from ..errors import TrainingInterrupted
+from ..runs.loop import Callback
 from .measurements import silent_epochs
 
 __all__ = ["memory_over_steps", "profile_steps", "resident_mb"]

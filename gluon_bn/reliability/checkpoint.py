@@ -22,8 +22,8 @@ from pathlib import Path
 import mxnet as mx
 from mxnet import gluon, nd
 
-from ..comparison.bnstate import bn_layers, layer_stat_copies, set_layer_stat_copies
-from ..parallel.devices import Contexts, as_list
+from ..norms.bnstate import bn_layers, layer_stat_copies, set_layer_stat_copies
+from ..runtime.devices import Contexts, as_list
 from . import faults
 from .files import atomic_write_json, free_bytes, naming_full_disk
 

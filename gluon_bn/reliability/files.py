@@ -10,8 +10,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from ..errors import DiskFull
 from . import faults
-from .errors import DiskFull
 
 __all__ = [
     "atomic_write_bytes",

@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from .errors import UsageError, unwritable_out
+from ..errors import UsageError, unwritable_out
 from .files import naming_full_disk
 
 __all__ = ["HANDED_ON_ENV", "LOCK_NAME", "holding_out"]

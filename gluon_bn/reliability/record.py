@@ -9,8 +9,8 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from ..parallel.devices import Contexts, as_list, describe
-from .errors import UsageError
+from ..errors import UsageError
+from ..runtime.devices import Contexts, as_list, describe
 from .files import atomic_write_json
 from .schema import FORMAT, READABLE, validate
 

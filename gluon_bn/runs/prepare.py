@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Callable, NamedTuple
 
 from ..chapter.fashion_mnist import FashionMNIST, read_fashion_mnist
-from ..parallel.devices import Contexts, as_list, check_threads, resolve_context
-from ..reliability.errors import UsageError, unwritable_out
+from ..errors import UsageError, unwritable_out
 from ..reliability.files import check_writable_dir
 from ..reliability.record import environment
 from ..runtime import threads
+from ..runtime.devices import Contexts, as_list, check_threads, resolve_context
 from .settings import RunConfig
 
 __all__ = ["Prepared", "prepare"]

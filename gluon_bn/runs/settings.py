@@ -9,7 +9,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..chapter.data import ArrayLoader, load_data_fashion_mnist
-from ..reliability.errors import UsageError, require_positive
+from ..errors import UsageError, require_positive
 
 __all__ = ["QUICK_ENV", "SEED_MAX", "THREADS_MAX", "RunConfig", "Settings", "TrainConfig"]
 

@@ -20,15 +20,16 @@ from mxnet import gluon
 
 from ..chapter.data import ArrayLoader
 from ..chapter.fashion_mnist import FashionMNIST
-from ..chapter.models import seeded_lenet
-from ..chapter.training import Callback, Epoch, history_rows, make_trainer, train_ch5
-from ..comparison.bnstate import bn_layers
+from ..chapter.training import Epoch, history_rows
+from ..errors import Diverged, Interrupted, TrainingInterrupted, UsageError
+from ..models import seeded_lenet
 from ..norms import label
-from ..parallel.devices import Contexts, forward_shards, split_batch
+from ..norms.bnstate import bn_layers
 from ..reliability import faults
 from ..reliability.checkpoint import Checkpointer
-from ..reliability.errors import Diverged, Interrupted, TrainingInterrupted, UsageError
 from ..runtime.compiled import compile_net
+from ..runtime.devices import Contexts, forward_shards, split_batch
+from .loop import Callback, make_trainer, train_ch5
 from .settings import TrainConfig
 
 if TYPE_CHECKING:
@@ -135,13 +136,11 @@ def _build(
         compile_net(net)
     if job is None:
         return _Training(net, train_iter, test_iter, test_iter, make_trainer(net, config.lr), callbacks)
-    from ..parallel.distributed import WorkerSync  # only a worker of a job loads the distributed side
-
     train_iter.shard(job.rank, job.num_workers)
     if job.rank == 0:
-        sync = WorkerSync(job, test_iter, config.loaders(seed=config.seed + 1000, data=data)[0], ctx)
+        sync = job.worker_sync(test_iter, config.loaders(seed=config.seed + 1000, data=data)[0], ctx)
     else:
-        sync = WorkerSync(job)
+        sync = job.worker_sync()
     return _Training(
         net,
         train_iter,

@@ -13,7 +13,7 @@ import warnings
 
 import mxnet as mx
 
-from ..reliability.errors import UsageError
+from ..errors import UsageError
 
 __all__ = ["NEWEST", "OLDEST", "check_gpu", "compute_capability", "try_gpu", "unusable_reason"]
 

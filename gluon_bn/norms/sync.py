@@ -19,7 +19,7 @@ from mxnet import autograd, nd
 from mxnet.gluon import nn
 
 from ..chapter.layers import BatchNorm, check_input
-from ..comparison.reference import reduce_axes
+from .bnstate import reduce_axes
 
 __all__ = ["ShardedSequential", "SyncBatchNorm"]
 

@@ -19,11 +19,13 @@ __all__ = [
     "get_stats",
     "is_bn",
     "layer_stat_copies",
+    "reduce_axes",
     "restore_stats",
     "set_affine",
     "set_layer_stat_copies",
     "set_stats",
     "snapshot_stats",
+    "stat_copies",
     "swap_bn_stats",
 ]
 
@@ -147,3 +149,16 @@ def swap_bn_stats(net: gluon.Block, stats: list | None = None, ctx=None) -> list
         for layer, copies, now in zip(layers, stats, current):
             set_layer_stat_copies(layer, copies if isinstance(copies, list) else [copies] * len(now), ctx)
     return current
+
+
+def reduce_axes(ndim: int) -> tuple[int, ...]:
+    """Axes BN averages over: the batch for (N, d), batch and space for (N, C, H, W)."""
+    if ndim not in (2, 4):
+        raise ValueError(f"expected a 2-D or 4-D input, got {ndim}-D")
+    return (0,) if ndim == 2 else (0, 2, 3)
+
+
+def stat_copies(net: gluon.Block) -> list[np.ndarray]:
+    """Every copy of the model's moving statistics, each as one vector over all BN layers."""
+    per_layer = [layer_stat_copies(layer) for layer in bn_layers(net)]
+    return [np.concatenate([v for copies in per_layer for v in copies[j]]) for j in range(len(per_layer[0]))]

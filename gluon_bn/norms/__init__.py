@@ -12,9 +12,9 @@ from typing import Callable
 
 from mxnet.gluon import nn
 
-from .chapter.layers import BatchNorm
-from .parallel.sync import SyncBatchNorm
-from .performance.fast import FastBatchNorm
+from ..chapter.layers import BatchNorm
+from .fast import FastBatchNorm
+from .sync import SyncBatchNorm
 
 __all__ = ["NORMS", "Norm", "get", "label", "names", "register"]
 

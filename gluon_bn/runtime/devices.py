@@ -11,8 +11,8 @@ from typing import Sequence, Union
 import mxnet as mx
 from mxnet import gluon, nd
 
-from ..reliability.errors import UsageError
-from ..runtime import gpus, threads
+from ..errors import UsageError
+from . import gpus, threads
 
 __all__ = [
     "CONTEXTS",

@@ -10,9 +10,9 @@ import numpy as np
 from mxnet import gluon, init
 from mxnet.gluon import nn
 
-from ..norms import Norm, get
-from ..parallel.devices import Contexts, as_list
-from ..parallel.sync import ShardedSequential
+from .norms import Norm, get
+from .norms.sync import ShardedSequential
+from .runtime.devices import Contexts, as_list
 
 __all__ = ["PLACEMENTS", "WHERE", "lenet", "seeded_lenet"]
 

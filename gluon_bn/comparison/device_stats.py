@@ -13,20 +13,14 @@ from typing import Iterable
 import numpy as np
 from mxnet import autograd, gluon
 
-from ..chapter.training import evaluate_accuracy
-from ..comparison.bnstate import bn_layers, layer_stat_copies, swap_bn_stats
-from ..comparison.drift import copy_state, relative_difference
-from .devices import Contexts, as_list, forward_shards, split_batch
+from ..norms.bnstate import bn_layers, layer_stat_copies, stat_copies, swap_bn_stats
+from ..runs.loop import evaluate_accuracy
+from ..runtime.devices import Contexts, as_list, forward_shards, split_batch
+from .drift import copy_state, relative_difference
 
-__all__ = ["accuracy_per_copy", "stat_copies", "statistics_gap", "stats_distance"]
+__all__ = ["accuracy_per_copy", "statistics_gap", "stats_distance"]
 
 _LOSS = gluon.loss.SoftmaxCrossEntropyLoss()
-
-
-def stat_copies(net: gluon.Block) -> list[np.ndarray]:
-    """Every copy of the model's moving statistics, each as one vector over all BN layers."""
-    per_layer = [layer_stat_copies(layer) for layer in bn_layers(net)]
-    return [np.concatenate([v for copies in per_layer for v in copies[j]]) for j in range(len(per_layer[0]))]
 
 
 def stats_distance(net: gluon.Block, reference: np.ndarray) -> list[float]:

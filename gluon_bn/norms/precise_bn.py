@@ -13,10 +13,9 @@ from typing import Iterable
 import numpy as np
 from mxnet import autograd, gluon
 
-from ..comparison.bnstate import bn_layers, layer_stat_copies, set_layer_stat_copies, set_stats
-from ..comparison.reference import reduce_axes
-from ..parallel.devices import Contexts, as_list
 from ..runtime.compiled import imperative
+from ..runtime.devices import Contexts, as_list
+from .bnstate import bn_layers, layer_stat_copies, reduce_axes, set_layer_stat_copies, set_stats
 
 __all__ = ["recompute_bn_stats"]
 
