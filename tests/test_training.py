@@ -1,4 +1,5 @@
-"""train_ch5 and evaluate_accuracy on a real Fashion-MNIST subset; a divergence leaves no trace."""
+"""train_ch5 and evaluate_accuracy on a real Fashion-MNIST subset; a divergence leaves no trace; the book-sized
+loop in gluon_bn.chapter and the hardened one give the same history."""
 
 import re
 
@@ -9,8 +10,9 @@ from mxnet import gluon, init, nd
 from poisoned import Poisoned
 
 from gluon_bn import evaluate_accuracy, lenet, load_data_fashion_mnist, train_ch5, try_gpu
-from gluon_bn.comparison.bnstate import bn_layers, get_stats
-from gluon_bn.reliability.errors import Diverged
+from gluon_bn.chapter import training as book
+from gluon_bn.errors import Diverged
+from gluon_bn.norms.bnstate import bn_layers, get_stats
 from gluon_bn.runtime.compiled import compile_net
 
 LINE = re.compile(r"^epoch (\d+), loss \d+\.\d{4}, train acc \d\.\d{3}, test acc \d\.\d{3}, time \d+\.\d sec$")
@@ -30,6 +32,33 @@ def test_train_ch5_prints_the_chapters_lines_and_learns(real_data_dir):
     assert history[-1].loss < history[0].loss < 2.3
     assert history[-1].train_acc > 0.6
     assert history[-1].test_acc == evaluate_accuracy(test_iter, net, mx.cpu())
+
+
+@pytest.mark.parametrize("norm", ["scratch", "gluon"])
+def test_the_books_loop_and_the_hardened_one_give_the_same_history(real_data_dir, norm, capsys):
+    def train(loop, **options):
+        mx.random.seed(3)
+        train_iter, test_iter = load_data_fashion_mnist(256, num_train=1536, num_test=512, seed=3)
+        net = lenet(norm)
+        net.initialize(init=init.Xavier())
+        trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 1.0})
+        history = loop(net, train_iter, test_iter, 256, trainer, mx.cpu(), 2, **options)
+        return [(e.epoch, e.loss, e.train_acc, e.test_acc) for e in history], net[1].gamma.data().asnumpy()
+
+    lines = []
+    hardened, hardened_gamma = train(train_ch5, log=lines.append)
+    books, books_gamma = train(book.train_ch5)
+    assert books == hardened  # to the last digit: loss, both accuracies, every epoch
+    np.testing.assert_array_equal(books_gamma, hardened_gamma)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == lines[0] == "training on cpu(0)"
+    assert [LINE.match(line) is not None for line in printed[1:]] == [True, True]
+
+
+def test_the_books_loop_is_book_sized():
+    import inspect
+
+    assert 20 <= len(inspect.getsource(book.train_ch5).splitlines()) <= 40
 
 
 def test_evaluate_accuracy_counts_correct_predictions(real_data_dir):
