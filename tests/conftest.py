@@ -10,11 +10,11 @@ import threading
 from pathlib import Path
 
 import pytest
+from fault_hook import fault_env
 from hypothesis import settings
 
 from gluon_bn.chapter import fashion_mnist
-from gluon_bn.reliability import faults
-from gluon_bn.reliability.errors import DataError
+from gluon_bn.errors import DataError
 
 DEAD_URL = "http://127.0.0.1:9/"  # the discard port: connections are refused at once
 
@@ -108,12 +108,10 @@ def mirror(real_data_dir, monkeypatch):
 def run_gluon_bn(*args, env=None, cwd=None, fault=None) -> subprocess.CompletedProcess:
     """``python -m gluon_bn ARGS`` in a child process; its output as text.
 
-    ``env`` is the child's environment (default: this process's, as it is now). ``$GLUON_BN_FAULT``
-    never leaks into the child: it is set to ``fault`` when one is given, and removed otherwise.
+    ``env`` is the child's environment (default: this process's, as it is now). The fault hook
+    never leaks into the child: it is armed with ``fault`` when one is given (``fault_hook``), and not otherwise.
     """
-    env = {k: v for k, v in (os.environ if env is None else env).items() if k != faults.ENV}
-    if fault:
-        env[faults.ENV] = fault
+    env = fault_env(os.environ if env is None else env, fault)
     return subprocess.run(
         [sys.executable, "-m", "gluon_bn", *args], capture_output=True, text=True, timeout=600, env=env, cwd=cwd
     )

@@ -7,16 +7,15 @@ import subprocess
 import sys
 import threading
 
-from gluon_bn.reliability import faults
+from fault_hook import fault_env
+
 from gluon_bn.runtime import threads
 
 
 def job_env(fault=None, **changes):
     """This environment, as a shell would hand it on: $OMP_NUM_THREADS only when it was given, not set by gluon-bn."""
-    env = {k: v for k, v in os.environ.items() if k != faults.ENV and (k != threads.ENV or threads.given_by_user())}
-    if fault:
-        env[faults.ENV] = fault
-    return {**env, **changes}
+    env = {k: v for k, v in os.environ.items() if k != threads.ENV or threads.given_by_user()}
+    return {**fault_env(env, fault), **changes}
 
 
 def launch_argv(*job, launch=()):

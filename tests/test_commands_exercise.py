@@ -4,12 +4,12 @@ a divergence is a row, not a crash; --resume keeps finished runs and every epoch
 import json
 import math
 
+import fault_hook
 import pytest
 
 from gluon_bn.commands.exercise import ExerciseConfig, run
+from gluon_bn.errors import Interrupted
 from gluon_bn.experiments.exercises import EXERCISES
-from gluon_bn.reliability import faults
-from gluon_bn.reliability.errors import Interrupted
 from gluon_bn.reliability.record import load_record
 
 
@@ -61,7 +61,7 @@ def test_resumed_precise_bn_keeps_every_epochs_measurement(tmp_path, real_data_d
         }
 
     uninterrupted = precise(tmp_path / "whole")
-    monkeypatch.setenv(faults.ENV, "interrupt@batch:model=scratch,epoch=2,batch=1")
+    monkeypatch.setenv(fault_hook.ENV, "interrupt@batch:model=scratch,epoch=2,batch=1")
     with pytest.raises(Interrupted):
         precise(tmp_path / "stopped")
     ckpt = json.loads(
@@ -70,7 +70,7 @@ def test_resumed_precise_bn_keeps_every_epochs_measurement(tmp_path, real_data_d
         ).read_text()
     )
     assert ckpt["epochs_done"] == 1 and len(ckpt["extras"]["per_epoch"]["precise_test_acc"]) == 1
-    monkeypatch.delenv(faults.ENV)
+    monkeypatch.delenv(fault_hook.ENV)
     resumed = precise(tmp_path / "stopped", resume=True)
     assert all(len(values) == 2 for values in resumed.values())
     assert resumed == uninterrupted

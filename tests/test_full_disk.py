@@ -9,10 +9,9 @@ import json
 import os
 import subprocess
 
+import fault_hook
 import pytest
 from netns_hosts import skip_or_fail
-
-from gluon_bn.reliability import faults
 
 SETTINGS = [
     "--model",
@@ -72,7 +71,7 @@ def test_a_full_disk_stops_in_one_line_keeps_what_was_written_and_resume_continu
     fault, failing, small_disk, uninterrupted, gluon_bn_cli
 ):
     out, ballast = small_disk / "out", small_disk / "ballast"
-    env = {**os.environ, faults.BALLAST_ENV: str(ballast)}
+    env = {**os.environ, fault_hook.BALLAST_ENV: str(ballast)}
     full = gluon_bn_cli("reproduce", *SETTINGS, "--out", str(out), fault=fault, env=env)
     assert full.returncode == 1, full.stderr[-3000:]
     assert full.stderr.strip() == (

@@ -11,11 +11,12 @@ import sys
 import time
 from datetime import datetime
 
+import fault_hook
 import pytest
 from jobs import alive, job_env, launch_argv, launch_until, pids
 
+from gluon_bn.errors import UsageError
 from gluon_bn.reliability import faults
-from gluon_bn.reliability.errors import UsageError
 from gluon_bn.reliability.out_lock import HANDED_ON_ENV, LOCK_NAME, holding_out
 
 QUICK = ("reproduce", "--quick", "--ctx", "cpu")
@@ -24,7 +25,7 @@ FIX = "wait for it to finish, or choose another --out"
 
 def _env():
     """This environment without a fault or a folder handed on by a holder."""
-    return {k: v for k, v in os.environ.items() if k not in (faults.ENV, HANDED_ON_ENV)}
+    return {k: v for k, v in os.environ.items() if k not in (fault_hook.ENV, faults.HOOK_ENV, HANDED_ON_ENV)}
 
 
 def _holder(out):
@@ -191,7 +192,7 @@ def test_a_lock_file_left_by_a_dead_holder_does_not_block(tmp_path):
 
 _TRY = (
     "import sys; from gluon_bn.reliability.out_lock import holding_out\n"
-    "from gluon_bn.reliability.errors import UsageError\n"
+    "from gluon_bn.errors import UsageError\n"
     "try:\n    with holding_out(sys.argv[1], ['child']): print('held')\n"
     "except UsageError as exc: print(exc)\n"
 )
