@@ -12,7 +12,7 @@ from gluon_bn import FastBatchNorm, lenet
 from gluon_bn.chapter.data import load_data_fashion_mnist
 from gluon_bn.chapter.fashion_mnist import read_fashion_mnist
 from gluon_bn.norms import NORMS
-from gluon_bn.performance.measurements import d2l_loaders, time_bn_layers
+from gluon_bn.performance.measurements import Workload, d2l_loaders, time_bn_layers
 from gluon_bn.performance.profiles import memory_over_steps
 
 
@@ -82,7 +82,7 @@ def test_memory_sampling_sees_a_leak_and_a_flat_run(real_data_dir):
     for name, wrap in (("flat", lambda n: n), ("leaky", Leaky)):
         net = lenet("gluon")
         net.initialize(init=init.Xavier())
-        samples = memory_over_steps(wrap(net), train_iter, test_iter, 128, 0.1, mx.cpu(), steps=40, every=10)
+        samples = memory_over_steps(Workload(wrap(net), train_iter, test_iter, 128, 0.1, mx.cpu()), steps=40, every=10)
         assert [s for s, _ in samples] == [0, 10, 20, 30, 40]
         growth[name] = samples[-1][1] - samples[1][1]
     assert growth["leaky"] > 150  # 30 steps x 8 MB

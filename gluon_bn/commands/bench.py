@@ -19,11 +19,11 @@ from ..errors import UsageError
 from ..models import seeded_lenet
 from ..norms import NORMS, label, names
 from ..performance import torch_lenet
-from ..performance.measurements import epoch_in_child, summarize_times, time_bn_layers
+from ..performance.measurements import Workload, epoch_in_child, summarize_times, time_bn_layers
 from ..performance.profiles import memory_over_steps, profile_steps
 from ..reliability.files import atomic_write_text
 from ..reliability.record import save_record
-from ..reports.tables import markdown_table, speed_table
+from ..reports.tables import keyed_table, markdown_table, speed_table
 from ..runs.arguments import config_from, count_option, run_arguments
 from ..runs.prepare import prepare
 from ..runs.settings import RunConfig
@@ -91,9 +91,7 @@ DESCRIPTION = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``gluon-bn bench`` options (it trains one epoch per model, so no --epochs)."""
     defaults = BenchConfig()
-    parser.add_argument(
-        "--models", nargs="+", choices=list(NORMS), default=list(defaults.models), help="LeNets to time"
-    )
+    parser.add_argument("--models", nargs="+", choices=[*NORMS], default=list(defaults.models), help="LeNets to time")
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(defaults.sections))
     count_option(parser, "repeats", defaults, "timed rounds per layer and shape (at least 3)")
     count_option(
@@ -188,9 +186,8 @@ def _memory_rows(config: BenchConfig, ctx: mx.Context, log: Callable[[str], None
     for norm in config.models:
         train_iter, test_iter = config.loaders(num_test=config.batch_size)
         net = compile_net(seeded_lenet(norm, ctx, config.seed))
-        samples = memory_over_steps(
-            net, train_iter, test_iter, config.batch_size, config.lr, ctx, config.memory_steps, every
-        )
+        workload = Workload(net, train_iter, test_iter, config.batch_size, config.lr, ctx)
+        samples = memory_over_steps(workload, config.memory_steps, every)
         # The first quarter of the run fills MXNet's memory pools; growth is measured after it.
         warm = [s for s in samples if s[0] >= config.memory_steps // 4] or samples[-1:]
         growth = warm[-1][1] - warm[0][1]
@@ -222,16 +219,8 @@ def _profiles(config: BenchConfig, ctx: mx.Context, out, threads: int) -> dict:
     profiles = {}
     for norm in ("gluon", "fast", "scratch"):
         net = compile_net(seeded_lenet(norm, ctx, config.seed))
-        profiles[norm] = profile_steps(
-            net,
-            train_iter,
-            test_iter,
-            config.batch_size,
-            config.lr,
-            ctx,
-            out / f"profile-{norm}.json",
-            top=12 if norm == "scratch" else 8,
-        )
+        workload = Workload(net, train_iter, test_iter, config.batch_size, config.lr, ctx)
+        profiles[norm] = profile_steps(workload, out / f"profile-{norm}.json", top=12 if norm == "scratch" else 8)
     if torch_lenet.available():
         data = read_fashion_mnist(config.data_dir)
         profiles["pytorch"] = torch_lenet.profile_torch_steps(
@@ -285,37 +274,21 @@ def _targets(results: dict) -> list[str]:
 
 def epochs_table(rows: Sequence[Mapping]) -> str:
     """Epoch times of each model and set-up from this command: median, minimum, spread, ratios."""
-    return markdown_table(
+    return keyed_table(
+        rows,
         [
-            "model",
-            "set-up",
-            "threads",
-            "epoch s (median)",
-            "min s",
-            "spread",
-            "vs d2l pipeline",
-            "vs PyTorch",
-            "vs nn.BatchNorm",
-            "train loss",
-            "train acc",
-            "test acc",
-        ],
-        [
-            [
-                _label(r["model"]),
-                r["setup"],
-                r["threads"],
-                f"{r['epoch_s']:.1f}",
-                f"{r['epoch_min_s']:.1f}",
-                f"{r['epoch_spread']:.0%}",
-                _ratio(r.get("vs_d2l")),
-                _ratio(r.get("vs_torch")),
-                _ratio(r.get("vs_gluon")),
-                f"{r['loss']:.4f}",
-                f"{r['train_acc']:.3f}",
-                f"{r['test_acc']:.3f}",
-            ]
-            for r in rows
+            ("model", "model", _label),
+            ("set-up", "setup", ""),
+            ("threads", "threads", ""),
+            ("epoch s (median)", "epoch_s", ".1f"),
+            ("min s", "epoch_min_s", ".1f"),
+            ("spread", "epoch_spread", ".0%"),
+            ("vs d2l pipeline", "vs_d2l", _ratio),
+            ("vs PyTorch", "vs_torch", _ratio),
+            ("vs nn.BatchNorm", "vs_gluon", _ratio),
+            ("train loss", "loss", ".4f"),
+            ("train acc", "train_acc", ".3f"),
+            ("test acc", "test_acc", ".3f"),
         ],
     )
 
@@ -326,27 +299,16 @@ def _ratio(value) -> str:
 
 def memory_table(rows: Sequence[Mapping]) -> str:
     """Resident memory over many training steps, per model."""
-    return markdown_table(
+    return keyed_table(
+        rows,
         [
-            "model",
-            "steps",
-            "MB at step " + str(rows[0]["from_step"]) if rows else "MB",
-            "MB at the end",
-            "MB at the peak",
-            "growth MB",
-            "flat",
-        ],
-        [
-            [
-                label(r["model"]),
-                r["steps"],
-                f"{r['start_mb']:.0f}",
-                f"{r['end_mb']:.0f}",
-                f"{r['peak_mb']:.0f}",
-                f"{r['growth_mb']:+.1f}",
-                "yes" if r["flat"] else "NO",
-            ]
-            for r in rows
+            ("model", "model", label),
+            ("steps", "steps", ""),
+            ("MB at step " + str(rows[0]["from_step"]) if rows else "MB", "start_mb", ".0f"),
+            ("MB at the end", "end_mb", ".0f"),
+            ("MB at the peak", "peak_mb", ".0f"),
+            ("growth MB", "growth_mb", "+.1f"),
+            ("flat", "flat", lambda flat: "yes" if flat else "NO"),
         ],
     )
 

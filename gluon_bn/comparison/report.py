@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 from ..norms import NORMS, label
-from ..reports.tables import markdown_table, shape_text, speed_table
+from ..reports.tables import keyed_table, markdown_table, shape_text, speed_table
 from ..runtime.devices import Contexts, as_list, describe
 
 __all__ = [
@@ -88,25 +88,15 @@ def histories_table(histories: Mapping[str, Sequence]) -> str:
 
 def drift_table(drift: Sequence[Mapping]) -> str:
     """``model_drift`` rows per epoch."""
-    return markdown_table(
+    return keyed_table(
+        drift,
         [
-            "epoch",
-            "weights rel diff",
-            "weights max abs diff",
-            "moving stats rel diff",
-            "test logits max abs diff",
-            "prediction agreement",
-        ],
-        [
-            [
-                d["epoch"],
-                f"{d['param_rel_diff']:.2e}",
-                f"{d['param_max_abs_diff']:.2e}",
-                f"{d['stats_rel_diff']:.2e}",
-                f"{d['logits_max_abs_diff']:.2e}",
-                f"{d['prediction_agreement']:.3f}",
-            ]
-            for d in drift
+            ("epoch", "epoch", ""),
+            ("weights rel diff", "param_rel_diff", ".2e"),
+            ("weights max abs diff", "param_max_abs_diff", ".2e"),
+            ("moving stats rel diff", "stats_rel_diff", ".2e"),
+            ("test logits max abs diff", "logits_max_abs_diff", ".2e"),
+            ("prediction agreement", "prediction_agreement", ".3f"),
         ],
     )
 

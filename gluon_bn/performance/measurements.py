@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping
 
 import mxnet as mx
@@ -24,6 +25,7 @@ from ..runtime import compat
 
 __all__ = [
     "LENET_BN_SHAPES",
+    "Workload",
     "d2l_loaders",
     "epoch_in_child",
     "epoch_in_this_process",
@@ -112,44 +114,35 @@ def summarize_times(samples, name: str, unit: str = "ms") -> dict:
     }
 
 
-def silent_epochs(
-    net: gluon.Block,
-    train_iter: Iterable,
-    test_iter: Iterable,
-    batch_size: int,
-    lr: float,
-    ctx: mx.Context,
-    callbacks=(),
-    epochs: int = 1,
-):
+@dataclass(frozen=True)
+class Workload:
+    """A net to train with its data, as the chapter's loop trains it: batch size, learning rate, context."""
+
+    net: gluon.Block
+    train_iter: Iterable
+    test_iter: Iterable
+    batch_size: int
+    lr: float
+    ctx: mx.Context
+
+
+def silent_epochs(workload: Workload, callbacks=(), epochs: int = 1):
     """Silent epochs of the chapter's loop with the chapter's optimizer: every measurement runs this."""
-    trainer = make_trainer(net, lr)
+    w = workload
+    trainer = make_trainer(w.net, w.lr)
     return train_ch5(
-        net, train_iter, test_iter, batch_size, trainer, ctx, epochs, log=lambda _: None, callbacks=callbacks
+        w.net, w.train_iter, w.test_iter, w.batch_size, trainer, w.ctx, epochs, log=lambda _: None, callbacks=callbacks
     )
 
 
-def time_epoch(
-    net: gluon.Block,
-    train_iter: Iterable,
-    test_iter: Iterable,
-    batch_size: int,
-    lr: float,
-    ctx: mx.Context,
-    num_train: int,
-) -> dict:
+def time_epoch(workload: Workload, num_train: int) -> dict:
     """One epoch of the chapter's loop (training, then test accuracy), timed as the chapter times it.
 
     Args:
-        net: the initialized model to train.
-        train_iter: the training batches.
-        test_iter: the test batches.
-        batch_size: what the trainer's step divides by, as in the chapter.
-        lr: the SGD learning rate.
-        ctx: where the net trains.
+        workload: the initialized net, its training and test batches, and how it trains.
         num_train: the training examples in the epoch, for ``examples_per_s``.
     """
-    (epoch,) = silent_epochs(net, train_iter, test_iter, batch_size, lr, ctx)
+    (epoch,) = silent_epochs(workload)
     return {
         "epoch_s": epoch.time,
         "examples_per_s": num_train / epoch.time,
@@ -236,8 +229,9 @@ def epoch_in_this_process(spec: dict) -> dict:
     net = seeded_lenet(spec["model"], mx.cpu(), spec["seed"])
     if spec["compiled"]:
         compile_net(net)
+    workload = Workload(net, train_iter, test_iter, spec["batch_size"], spec["lr"], mx.cpu())
     try:
-        timed = time_epoch(net, train_iter, test_iter, spec["batch_size"], spec["lr"], mx.cpu(), len(arrays[1]))
+        timed = time_epoch(workload, len(arrays[1]))
     except Diverged as exc:
         return {"diverged": str(exc), "threads": operator_threads()}
     return {**timed, "threads": operator_threads()}

@@ -5,14 +5,12 @@ from __future__ import annotations
 import json
 import resource
 from pathlib import Path
-from typing import Iterable
 
-import mxnet as mx
-from mxnet import gluon, nd, profiler
+from mxnet import nd, profiler
 
 from ..errors import TrainingInterrupted
 from ..runs.loop import Callback
-from .measurements import silent_epochs
+from .measurements import Workload, silent_epochs
 
 __all__ = ["memory_over_steps", "profile_steps", "resident_mb"]
 
@@ -41,33 +39,19 @@ class _MemorySampler(Callback):
         return self.step >= self.steps
 
 
-def memory_over_steps(
-    net: gluon.Block,
-    train_iter: Iterable,
-    test_iter: Iterable,
-    batch_size: int,
-    lr: float,
-    ctx: mx.Context,
-    steps: int,
-    every: int = 50,
-) -> list[tuple[int, float]]:
+def memory_over_steps(workload: Workload, steps: int, every: int = 50) -> list[tuple[int, float]]:
     """Resident memory (MB) every ``every`` training steps of the chapter's loop, ``steps`` in all.
 
     Returns (step, MB) pairs, the first taken before training (step 0).
 
     Args:
-        net: the initialized model to train.
-        train_iter: the training batches; as many epochs run as ``steps`` needs.
-        test_iter: the test batches of the chapter's loop.
-        batch_size: what the trainer's step divides by, as in the chapter.
-        lr: the SGD learning rate.
-        ctx: where the net trains.
+        workload: the initialized net, its data and how it trains; as many epochs run as ``steps`` needs.
         steps: the training steps in all; training stops after the last.
         every: the steps between two samples.
     """
     sampler = _MemorySampler(steps, every)
     try:
-        silent_epochs(net, train_iter, test_iter, batch_size, lr, ctx, [sampler], epochs=-(-steps // len(train_iter)))
+        silent_epochs(workload, [sampler], epochs=-(-steps // len(workload.train_iter)))
     except TrainingInterrupted:  # the sampler's stop after ``steps``
         pass
     return sampler.samples
@@ -93,33 +77,19 @@ class _Profiler(Callback):
         return False
 
 
-def profile_steps(
-    net: gluon.Block,
-    train_iter: Iterable,
-    test_iter: Iterable,
-    batch_size: int,
-    lr: float,
-    ctx: mx.Context,
-    path: Path,
-    top: int = 8,
-) -> list[dict]:
+def profile_steps(workload: Workload, path: Path, top: int = 8) -> list[dict]:
     """MXNet's profiler over the chapter's training loop: the operators that take the most time per step.
 
     One epoch runs; the profiler runs from the end of the first step (which builds graphs and
     allocates) to the last.
 
     Args:
-        net: the initialized model to train.
-        train_iter: the training batches of the one epoch.
-        test_iter: the test batches of the chapter's loop.
-        batch_size: what the trainer's step divides by, as in the chapter.
-        lr: the SGD learning rate.
-        ctx: where the net trains.
+        workload: the initialized net, its data and how it trains; one epoch of its training batches runs.
         path: the file the profiler's trace is written to.
         top: how many operators to return, the slowest first.
     """
-    profiled = _Profiler(path, len(train_iter))
-    silent_epochs(net, train_iter, test_iter, batch_size, lr, ctx, [profiled])
+    profiled = _Profiler(path, len(workload.train_iter))
+    silent_epochs(workload, [profiled])
     table = profiler.dumps(reset=True, format="json")
     profiler.dump(finished=False)  # the trace goes to ``path``, which stays the target at exit
     operators = json.loads(table).get("Time", {}).get("operator", {})

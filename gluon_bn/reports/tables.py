@@ -1,14 +1,14 @@
-"""Markdown tables every report shares: the generic table, shapes, and BN layer timings."""
+"""Markdown tables every report shares: the generic tables (cells by position, or by key), shapes, BN layer timings."""
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from ..chapter.published import CHAPTER, CHAPTER_EPOCH
 from ..chapter.training import history_rows
 from ..norms import label
 
-__all__ = ["chapter_table", "markdown_table", "shape_text", "speed_table"]
+__all__ = ["chapter_table", "keyed_table", "markdown_table", "shape_text", "speed_table"]
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:
@@ -23,33 +23,22 @@ def shape_text(shape) -> str:
     return "(" + ", ".join(str(n) for n in shape) + ")"
 
 
+def keyed_table(rows: Sequence[Mapping], columns: Sequence[tuple[str, str, str | Callable[[Any], str]]]) -> str:
+    """A Markdown table of mapping rows, a column per (header, key, how): a format spec or a function of the value."""
+    return markdown_table(
+        [header for header, _, _ in columns],
+        [[how(row[key]) if callable(how) else format(row[key], how) for _, key, how in columns] for row in rows],
+    )
+
+
+#: The timings of ``measurements.time_bn_layers`` rows: key prefix and name in the headers.
+_TIMED = {"forward": "forward", "backward": "backward", "forward_backward": "fwd+bwd"}
+
+
 def speed_table(rows: Sequence[Mapping]) -> str:
     """BN layer timings from ``measurements.time_bn_layers`` with their ratios to the baseline."""
-    return markdown_table(
-        [
-            "input shape",
-            "layer",
-            "forward ms",
-            "backward ms",
-            "fwd+bwd ms",
-            "forward ratio",
-            "backward ratio",
-            "fwd+bwd ratio",
-        ],
-        [
-            [
-                shape_text(r["shape"]),
-                label(r["layer"]),
-                f"{r['forward_ms']:.2f}",
-                f"{r['backward_ms']:.2f}",
-                f"{r['forward_backward_ms']:.2f}",
-                f"{r['forward_ratio']:.2f}",
-                f"{r['backward_ratio']:.2f}",
-                f"{r['forward_backward_ratio']:.2f}",
-            ]
-            for r in rows
-        ],
-    )
+    times = [(f"{name} {unit}", f"{key}_{unit}", ".2f") for unit in ("ms", "ratio") for key, name in _TIMED.items()]
+    return keyed_table(rows, [("input shape", "shape", shape_text), ("layer", "layer", label), *times])
 
 
 def chapter_table(
