@@ -2,7 +2,7 @@
 
 ``lenet(norm)`` is the chapter's model. Its keyword options build the variants the
 chapter's exercises ask about: no bias before BN, BN after the activation or only in
-some layers, gamma/beta not learned, and options passed to ``nn.BatchNorm``.
+some layers, gamma/beta not learned, options passed to ``nn.BatchNorm``, and dropout.
 """
 
 import mxnet as mx
@@ -14,12 +14,14 @@ from .norms import Norm, get
 from .norms.sync import ShardedSequential
 from .runtime.devices import Contexts, as_list
 
-__all__ = ["PLACEMENTS", "WHERE", "lenet", "seeded_lenet"]
+__all__ = ["DROPOUT_WHERE", "PLACEMENTS", "WHERE", "lenet", "seeded_lenet"]
 
 #: BN before the activation (the chapter) or after it.
 PLACEMENTS = ("before", "after")
 #: Which layers get BN.
 WHERE = ("all", "conv", "dense")
+#: Which hidden layers get dropout: the dense ones, or all (conv too).
+DROPOUT_WHERE = ("dense", "all")
 
 
 def _bn(norm: Norm, num_features: int, num_dims: int, learn_affine: bool, options: dict) -> nn.Block:
@@ -39,6 +41,9 @@ def lenet(
     learn_affine: bool = True,
     gluon_options: dict | None = None,
     num_devices: int = 1,
+    dropout: float = 0.0,
+    dropout_where: str = "dense",
+    conv_dropout: float | None = None,
 ) -> nn.Sequential:
     """Build the chapter's LeNet; with the defaults and BN, ``net[1]`` is the first BN layer.
 
@@ -54,8 +59,13 @@ def lenet(
         learn_affine: False freezes gamma and beta (``grad_req='null'``).
         gluon_options: go to ``nn.BatchNorm`` (``norm='gluon'`` only).
         num_devices: the devices synchronized BN spans (``norm='sync'`` only).
+        dropout: the rate of an ``nn.Dropout`` after each hidden dense layer's sigmoid (after the whole
+            block: layer, BN, sigmoid); 0 adds none.
+        dropout_where: ``'dense'`` hidden layers only, or ``'all'``: the conv layers too (before pooling).
+        conv_dropout: the conv layers' rate with ``dropout_where='all'``; None: ``dropout``.
     """
     entry = get(norm)
+    rates = _dropout_rates(dropout, dropout_where, conv_dropout)
     if placement not in PLACEMENTS or where not in WHERE:
         raise ValueError(
             f"placement must be one of {PLACEMENTS} and where one of {WHERE}, got {placement!r} and {where!r}"
@@ -74,24 +84,28 @@ def lenet(
         # The LeNet chapter's baseline: sigmoid activations inside the layers.
         net.add(
             nn.Conv2D(channels=6, kernel_size=5, activation="sigmoid", use_bias=use_bias),
+            *_dropout(rates["conv"]),
             nn.MaxPool2D(pool_size=2, strides=2),
             nn.Conv2D(channels=16, kernel_size=5, activation="sigmoid", use_bias=use_bias),
+            *_dropout(rates["conv"]),
             nn.MaxPool2D(pool_size=2, strides=2),
             nn.Dense(120, activation="sigmoid", use_bias=use_bias),
+            *_dropout(rates["dense"]),
             nn.Dense(84, activation="sigmoid", use_bias=use_bias),
+            *_dropout(rates["dense"]),
             nn.Dense(10),
         )
         return net
 
     def block(make_layer, num_features, num_dims, kind):
-        """layer, BN, sigmoid in the requested order (BN left out where not wanted)."""
+        """layer, BN, sigmoid in the requested order (BN left out where not wanted), then any dropout."""
         with_bn = where == "all" or where == kind
         layer = make_layer(use_bias or not with_bn)
         bn = _bn(entry, num_features, num_dims, learn_affine, options) if with_bn else None
         parts = (
             [layer, bn, nn.Activation("sigmoid")] if placement == "before" else [layer, nn.Activation("sigmoid"), bn]
         )
-        return [p for p in parts if p is not None]
+        return [p for p in parts if p is not None] + _dropout(rates[kind])
 
     net.add(
         *block(lambda b: nn.Conv2D(6, kernel_size=5, use_bias=b), 6, 4, "conv"),
@@ -103,6 +117,26 @@ def lenet(
         nn.Dense(10),
     )
     return net
+
+
+def _dropout_rates(dropout: float, where: str, conv_dropout: float | None) -> dict[str, float]:
+    """The dropout rate of the conv and of the dense hidden layers; a ValueError naming the fix."""
+    if where not in DROPOUT_WHERE:
+        raise ValueError(f"dropout_where must be one of {DROPOUT_WHERE}, got {where!r}")
+    if conv_dropout is not None and where != "all":
+        raise ValueError("conv_dropout applies to the conv layers: give dropout_where='all' with it")
+    rates = {"dense": dropout, "conv": (dropout if conv_dropout is None else conv_dropout) if where == "all" else 0.0}
+    for name, rate in (("dropout", dropout), ("conv_dropout", rates["conv"])):
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+            raise ValueError(
+                f"{name} is the fraction of units dropped: give a number from 0 up to 1 (not 1), got {rate!r}"
+            )
+    return rates
+
+
+def _dropout(rate: float) -> list[nn.Block]:
+    """An ``nn.Dropout`` of ``rate``, or nothing at rate 0."""
+    return [nn.Dropout(rate)] if rate else []
 
 
 def seeded_lenet(norm: str, ctx: Contexts, seed: int | None, **options) -> gluon.Block:

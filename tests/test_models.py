@@ -81,3 +81,44 @@ def test_frozen_affine_and_gluon_options_reach_the_layers():
     assert all("momentum=0.5," in repr(layer) and "use_global_stats=True" in repr(layer) for layer in bn_layers(gl))
     with pytest.raises(ValueError, match="gluon_options apply to nn.BatchNorm only"):
         lenet("scratch", gluon_options={"momentum": 0.5})
+
+
+@pytest.mark.parametrize("norm", ["none", "gluon"])
+def test_dropout_follows_each_hidden_layers_sigmoid_where_asked(norm):
+    def kinds(**options):
+        return [type(layer).__name__ for layer in lenet(norm, **options)]
+
+    assert "Dropout" not in kinds()  # the chapter's LeNet has none
+    dense = kinds(dropout=0.5)
+    assert dense.count("Dropout") == 2 and dense[-1] == "Dense"
+    assert [dense[i - 1] for i, k in enumerate(dense) if k == "Dropout"] == (
+        ["Dense", "Dense"] if norm == "none" else ["Activation", "Activation"]
+    )
+    every = kinds(dropout=0.5, dropout_where="all", conv_dropout=0.1)
+    assert every.count("Dropout") == 4
+    assert [every[i + 1] for i, k in enumerate(every) if k == "Dropout"][:2] == ["MaxPool2D", "MaxPool2D"]
+    rates = [
+        layer._rate
+        for layer in lenet(norm, dropout=0.5, dropout_where="all", conv_dropout=0.1)
+        if isinstance(layer, nn.Dropout)
+    ]
+    assert rates == [0.1, 0.1, 0.5, 0.5]
+    net = lenet(norm, dropout=0.5, dropout_where="all")
+    net.initialize()
+    X = mx.nd.ones((2, 1, 28, 28))
+    assert (net(X) == net(X)).asnumpy().all()  # prediction mode: dropout is off
+
+
+@pytest.mark.parametrize(
+    "options, fix",
+    [
+        ({"dropout": 1.0}, "from 0 up to 1"),
+        ({"dropout": -0.1}, "from 0 up to 1"),
+        ({"dropout": 0.5, "dropout_where": "conv"}, r"dropout_where must be one of \('dense', 'all'\)"),
+        ({"dropout": 0.5, "conv_dropout": 0.1}, "give dropout_where='all'"),
+        ({"dropout": 0.5, "dropout_where": "all", "conv_dropout": 1.5}, "conv_dropout is the fraction"),
+    ],
+)
+def test_bad_dropout_options_name_the_fix(options, fix):
+    with pytest.raises(ValueError, match=fix):
+        lenet("gluon", **options)
