@@ -16,7 +16,8 @@ from mxnet import autograd, nd
 from mxnet.gluon import nn
 
 from ..norms import NORMS
-from ..norms.bnstate import get_stats, reduce_axes, set_stats
+from ..norms.axes import reduce_axes
+from ..norms.bnstate import get_stats, set_stats
 from .checks import COMPARED, build_layer, max_abs_gap, run_step
 from .reference import bn_forward
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..norms.bnstate import reduce_axes
+from ..norms.axes import reduce_axes
 
 __all__ = ["bn_backward", "bn_forward"]
 

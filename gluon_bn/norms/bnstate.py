@@ -19,7 +19,6 @@ __all__ = [
     "get_stats",
     "is_bn",
     "layer_stat_copies",
-    "reduce_axes",
     "restore_stats",
     "set_affine",
     "set_layer_stat_copies",
@@ -149,13 +148,6 @@ def swap_bn_stats(net: gluon.Block, stats: list | None = None, ctx=None) -> list
         for layer, copies, now in zip(layers, stats, current):
             set_layer_stat_copies(layer, copies if isinstance(copies, list) else [copies] * len(now), ctx)
     return current
-
-
-def reduce_axes(ndim: int) -> tuple[int, ...]:
-    """Axes BN averages over: the batch for (N, d), batch and space for (N, C, H, W)."""
-    if ndim not in (2, 4):
-        raise ValueError(f"expected a 2-D or 4-D input, got {ndim}-D")
-    return (0,) if ndim == 2 else (0, 2, 3)
 
 
 def stat_copies(net: gluon.Block) -> list[np.ndarray]:

@@ -15,7 +15,8 @@ from mxnet import autograd, gluon
 
 from ..runtime.compiled import imperative
 from ..runtime.devices import Contexts, as_list
-from .bnstate import bn_layers, layer_stat_copies, reduce_axes, set_layer_stat_copies, set_stats
+from .axes import reduce_axes
+from .bnstate import bn_layers, layer_stat_copies, set_layer_stat_copies, set_stats
 
 __all__ = ["recompute_bn_stats"]
 

@@ -19,7 +19,7 @@ from mxnet import autograd, nd
 from mxnet.gluon import nn
 
 from ..chapter.layers import BatchNorm, check_input
-from .bnstate import reduce_axes
+from .axes import reduce_axes
 
 __all__ = ["ShardedSequential", "SyncBatchNorm"]
 
