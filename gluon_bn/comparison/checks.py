@@ -6,6 +6,8 @@ two layers, and which statistics each uses per ``autograd`` scope, are in :mod:`
 
 Any block with ``gamma``/``beta`` Parameters and either the chapter's ``moving_mean``/
 ``moving_var`` NDArrays or Gluon's ``running_mean``/``running_var`` Parameters can be checked.
+:func:`check_per_example` checks a LayerNorm or GroupNorm block, which has no moving statistics,
+against the float64 reference of group normalization.
 """
 
 from __future__ import annotations
@@ -19,9 +21,19 @@ import numpy as np
 from mxnet import autograd, gluon, nd
 
 from ..norms.bnstate import get_stats, is_bn, set_affine
-from .reference import bn_backward, bn_forward
+from .reference import bn_backward, bn_forward, group_norm_backward, group_norm_forward
 
-__all__ = ["COMPARED", "TOLERANCES", "Check", "LayerFactory", "build_layer", "check_layer", "max_abs_gap", "run_step"]
+__all__ = [
+    "COMPARED",
+    "TOLERANCES",
+    "Check",
+    "LayerFactory",
+    "build_layer",
+    "check_layer",
+    "check_per_example",
+    "max_abs_gap",
+    "run_step",
+]
 
 LayerFactory = Callable[[int, int], gluon.Block]
 
@@ -189,3 +201,48 @@ def check_layer(
         _check(name, shape, "predict output", y, bn_forward(x, gamma, beta, mm, mv, eps, momentum, training=False)[0])
     )
     return checks
+
+
+def check_per_example(
+    factory: LayerFactory,
+    shape: tuple,
+    num_groups: int,
+    name: str = "layer",
+    ctx: mx.Context | None = None,
+    seed: int = 0,
+    eps: float = 1e-5,
+) -> list[Check]:
+    """Hold one LayerNorm or GroupNorm block to the float64 reference of group normalization.
+
+    One training step's output and gradients are checked, then the prediction output on a fresh
+    batch: with no moving statistics, prediction must normalize each example as training does.
+
+    Args:
+        factory: builds the block from (num_features, num_dims), as ``Norm.layer`` does.
+        shape: the input's shape, (N, C) or (N, C, H, W).
+        num_groups: the reference's groups of channels (1: layer normalization).
+        name: how the checks name the block.
+        ctx: where the block runs (the CPU by default).
+        seed: seeds the inputs, gamma and beta.
+        eps: the reference's epsilon (MXNet's 1e-5).
+    """
+    ctx = ctx or mx.cpu()
+    rng = np.random.default_rng(seed)
+    c = shape[1]
+    layer = factory(c, len(shape))
+    layer.initialize(ctx=ctx)
+    gamma, beta = rng.uniform(0.5, 1.5, c), rng.normal(0.0, 0.5, c)
+    set_affine(layer, gamma, beta)
+    x = rng.normal(1.5, 2.0, shape).astype(np.float32)
+    dy = rng.normal(0.0, 1.0, shape).astype(np.float32)
+    y, dx = run_step(layer, x, dy, ctx)
+    ref_dx, ref_dgamma, ref_dbeta = group_norm_backward(x, gamma, dy, num_groups, eps)
+    checks = [
+        _check(name, shape, "train output", y, group_norm_forward(x, gamma, beta, num_groups, eps)),
+        _check(name, shape, "dX", dx, ref_dx),
+        _check(name, shape, "dgamma", layer.gamma.grad(ctx).asnumpy().reshape(-1), ref_dgamma),
+        _check(name, shape, "dbeta", layer.beta.grad(ctx).asnumpy().reshape(-1), ref_dbeta),
+    ]
+    x = rng.normal(1.5, 2.0, shape).astype(np.float32)
+    y = layer(nd.array(x, ctx=ctx)).asnumpy()
+    return [*checks, _check(name, shape, "predict output", y, group_norm_forward(x, gamma, beta, num_groups, eps))]

@@ -1,6 +1,8 @@
-"""Float64 NumPy reference of the paper's batch normalization, forward and backward.
+"""Float64 NumPy references of batch normalization and of group normalization, forward and backward.
 
-Independent of MXNet, so layers can be checked against the formulas themselves.
+Independent of MXNet, so layers can be checked against the formulas themselves. Group
+normalization (Wu & He, 2018) takes each example's mean and variance over a group of channels
+and all their positions; one group is layer normalization, and a dense (N, C) input counts as (N, C, 1).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ import numpy as np
 
 from ..norms.axes import reduce_axes
 
-__all__ = ["bn_backward", "bn_forward"]
+__all__ = ["bn_backward", "bn_forward", "group_norm_backward", "group_norm_forward"]
 
 
 def _shaped(a, ndim: int) -> np.ndarray:
@@ -81,3 +83,53 @@ def bn_backward(x, gamma, dy, eps: float = 1e-5, training: bool = True, moving_m
     else:
         dx = g * inv_std * dy
     return dx, (dy * x_hat).sum(axis=axes), dy.sum(axis=axes)
+
+
+def _grouped(x: np.ndarray, num_groups: int) -> np.ndarray:
+    """``x`` as (N, groups, the group's channels times its positions): each row one example's group."""
+    if num_groups < 1 or x.shape[1] % num_groups:
+        raise ValueError(f"{x.shape[1]} channels cannot be split into {num_groups} equal groups")
+    return x.reshape(x.shape[0], num_groups, -1)
+
+
+def _group_normalized(x: np.ndarray, num_groups: int, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """(x_hat, 1/std), both grouped as ``_grouped`` gives them; the variance is the biased one."""
+    xg = _grouped(x, num_groups)
+    inv_std = 1.0 / np.sqrt(xg.var(axis=2, keepdims=True) + eps)
+    return (xg - xg.mean(axis=2, keepdims=True)) * inv_std, inv_std
+
+
+def group_norm_forward(x, gamma, beta, num_groups: int, eps: float = 1e-5) -> np.ndarray:
+    """The output y of group normalization in float64, the same in training and in prediction.
+
+    Args:
+        x: the input, (N, C) or (N, C, H, W).
+        gamma: the per-channel scale.
+        beta: the per-channel shift.
+        num_groups: how many equal groups of consecutive channels (1: layer normalization).
+        eps: added to the variance before the square root.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    x_hat = _group_normalized(x, num_groups, eps)[0].reshape(x.shape)
+    return _shaped(gamma, x.ndim) * x_hat + _shaped(beta, x.ndim)
+
+
+def group_norm_backward(x, gamma, dy, num_groups: int, eps: float = 1e-5):
+    """Analytic (dx, dgamma, dbeta) of group normalization in float64 for the loss sum(dy * y).
+
+    Each example's group statistics depend on that group's inputs only, so dx has the two mean
+    terms of BN's training backward taken over the group instead of the batch.
+
+    Args:
+        x: the forward input, (N, C) or (N, C, H, W).
+        gamma: the per-channel scale.
+        dy: the gradient of the loss with respect to the output y, shaped like ``x``.
+        num_groups: how many equal groups of consecutive channels, as in the forward pass.
+        eps: added to the variance before the square root, as in the forward pass.
+    """
+    x, dy = np.asarray(x, dtype=np.float64), np.asarray(dy, dtype=np.float64)
+    x_hat, inv_std = _group_normalized(x, num_groups, eps)
+    dx_hat = _grouped(dy * _shaped(gamma, x.ndim), num_groups)
+    dx = inv_std * (dx_hat - dx_hat.mean(axis=2, keepdims=True) - x_hat * (dx_hat * x_hat).mean(axis=2, keepdims=True))
+    axes = reduce_axes(x.ndim)
+    return dx.reshape(x.shape), (dy * x_hat.reshape(x.shape)).sum(axis=axes), dy.sum(axis=axes)
