@@ -1,6 +1,6 @@
 """``gluon-bn reproduce``: the chapter's BN LeNets with its settings, next to its published numbers.
 
-Options and config in; the chapter's log lines, the first BN layer's gamma and beta, a table beside
+Options and config in; the chapter's log lines, the first norm layer's gamma and beta, a table beside
 the book's numbers, a record (``reproduce.json``) and the training curves (``reproduce.png``) out.
 """
 
@@ -71,7 +71,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model",
         choices=_model_choices(),
         default="both",
-        help="which LeNet: from-scratch BN, nn.BatchNorm, no BN, FastBatchNorm, synchronized BN, or scratch and gluon",
+        help="which LeNet: from-scratch BN, nn.BatchNorm, no BN, FastBatchNorm, synchronized BN, LayerNorm, "
+        "GroupNorm, or scratch and gluon",
     )
     run_arguments(parser, ReproduceConfig())
     parser.add_argument(
@@ -132,8 +133,9 @@ def run(config: ReproduceConfig, log: Callable[[str], None] = print) -> dict:
             write_record(interrupted=norm)
             raise
         if trained.gamma:
-            log(f"first BN layer (net[1]) gamma: {np.array2string(np.array(trained.gamma), precision=4)}")
-            log(f"first BN layer (net[1]) beta:  {np.array2string(np.array(trained.beta), precision=4)}")
+            first = f"first {label(norm) if NORMS[norm].per_example else 'BN'} layer (net[1])"
+            log(f"{first} gamma: {np.array2string(np.array(trained.gamma), precision=4)}")
+            log(f"{first} beta:  {np.array2string(np.array(trained.beta), precision=4)}")
         write_record()
     if job is not None:
         disconnect()

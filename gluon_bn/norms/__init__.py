@@ -1,8 +1,10 @@
 """The one registry of normalizations: each norm's name, label, layer, and what can run it.
 
-The LeNets (``chapter.models.lenet``), the command line's choices, the comparison, ``bench``
-and the several-devices report all read ``NORMS``. Adding a norm is one ``register(Norm(...))``
-call plus its layer; ``tests/test_norms.py`` registers a toy one and reproduces with it.
+The LeNets (``gluon_bn.models.lenet``), the command line's choices, the comparison, ``bench``
+and the several-devices report all read ``NORMS``. Beside the batch norms are LayerNorm and
+GroupNorm (``per_example.py``), whose statistics are each example's own (docs/norms.md).
+Adding a norm is one ``register(Norm(...))`` call plus its layer; ``tests/test_norms.py``
+registers a toy one and reproduces with it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from mxnet.gluon import nn
 
 from ..chapter.layers import BatchNorm
 from .fast import FastBatchNorm
+from .per_example import group_norm, layer_norm
 from .sync import SyncBatchNorm
 
 __all__ = ["NORMS", "Norm", "get", "label", "names", "register"]
@@ -28,7 +31,8 @@ class Norm:
     ``gluon-bn bench`` times it by default. ``sharded``: it needs every device's shard at once
     (built for ``num_devices``). ``devices``: on several devices, the one-device norm its
     statistics are held against, and ``mechanism`` what it does with its moving statistics there.
-    ``options``: the keyword options its layer takes from ``lenet``.
+    ``options``: the keyword options its layer takes from ``lenet``. ``per_example``: its statistics
+    are each example's own, so it keeps no moving statistics and predicts as it trains.
     """
 
     name: str
@@ -40,6 +44,7 @@ class Norm:
     devices: str | None = None
     mechanism: str = ""
     options: tuple[str, ...] = ()
+    per_example: bool = False
 
 
 #: Every norm by name, in the order the command line lists them.
@@ -107,3 +112,5 @@ register(
         mechanism="one set, updated once per step with the whole batch's mean and variance",
     )
 )
+register(Norm("layer", "LayerNorm", layer_norm, compiles=True, benched=False, per_example=True))
+register(Norm("group", "GroupNorm", group_norm, compiles=True, benched=False, per_example=True))

@@ -6,6 +6,8 @@ Parameters (``running_mean``/``running_var``, shape (C,)). Everything that inspe
 changes moving statistics goes through these functions. Two ways save and put back a whole
 net's statistics: ``snapshot_stats``/``restore_stats`` hold the device arrays (cheap, inside the
 training loop), ``swap_bn_stats`` their values on the host (to swap in other statistics).
+Only BN blocks have moving statistics (``is_bn``, ``bn_layers``); ``norm_layers`` finds every
+normalization block, LayerNorm and GroupNorm too, for its gamma and beta.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ __all__ = [
     "get_stats",
     "is_bn",
     "layer_stat_copies",
+    "norm_layers",
     "restore_stats",
     "set_affine",
     "set_layer_stat_copies",
@@ -45,6 +48,19 @@ def bn_layers(net: gluon.Block) -> list[gluon.Block]:
     found: list[gluon.Block] = []
     net.apply(lambda block: found.append(block) if is_bn(block) else None)
     return found
+
+
+def norm_layers(net: gluon.Block) -> list[gluon.Block]:
+    """Every normalization block inside ``net``, in order: those with ``gamma`` and ``beta`` Parameters
+    (BN in either convention, LayerNorm, GroupNorm), not the blocks inside one (``GroupNorm``'s own)."""
+    found: list[gluon.Block] = []
+    net.apply(lambda block: found.append(block) if _has_affine(block) else None)
+    inside = {p for block in found for p in block.collect_params().values() if p not in (block.gamma, block.beta)}
+    return [block for block in found if block.gamma not in inside]
+
+
+def _has_affine(block: gluon.Block) -> bool:
+    return all(isinstance(getattr(block, name, None), gluon.Parameter) for name in ("gamma", "beta"))
 
 
 def get_stats(layer: gluon.Block) -> tuple[np.ndarray, np.ndarray]:

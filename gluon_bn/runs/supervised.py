@@ -2,7 +2,7 @@
 
 ``train_model`` reads as its four steps: build (net, loaders, trainer), resume (from a
 checkpoint made with the same settings), train (``train_ch5``, checkpointing after every epoch
-and on Ctrl-C), collect (the history and the first BN layer's gamma and beta). Only a run that
+and on Ctrl-C), collect (the history and the first norm layer's gamma and beta). Only a run that
 is one worker of a kvstore job touches the distributed code.
 """
 
@@ -24,7 +24,7 @@ from ..chapter.training import Epoch, history_rows
 from ..errors import Diverged, Interrupted, TrainingInterrupted, UsageError
 from ..models import seeded_lenet
 from ..norms import label
-from ..norms.bnstate import bn_layers
+from ..norms.bnstate import norm_layers
 from ..reliability import faults
 from ..reliability.checkpoint import Checkpointer
 from ..runtime.compiled import compile_net
@@ -43,7 +43,7 @@ RESUME_KEYS = ("lr", "batch_size", "seed", "num_train", "num_test")
 
 @dataclass
 class ModelRun:
-    """One trained model: its per-epoch history and the first BN layer's gamma and beta."""
+    """One trained model: its per-epoch history and the first norm layer's gamma and beta (BN, LN or GN)."""
 
     name: str
     history: list[Epoch]
@@ -235,14 +235,14 @@ def _train(
 
 
 def _collect(run: _Training, norm: str, wall_time: float) -> ModelRun:
-    """The history, the first BN layer's gamma and beta (``net[1]`` in the chapter's LeNet), the workers' numbers."""
+    """The history, the first norm layer's gamma and beta (``net[1]`` in the chapter's LeNet), the workers' numbers."""
     result = ModelRun(
         norm, run.history, wall_time=wall_time, workers=run.workers.epochs if run.workers is not None else None
     )
-    first_bn = bn_layers(run.net)[:1]
-    if first_bn:
-        result.gamma = first_bn[0].gamma.list_data()[0].reshape((-1,)).asnumpy().tolist()
-        result.beta = first_bn[0].beta.list_data()[0].reshape((-1,)).asnumpy().tolist()
+    first = norm_layers(run.net)[:1]
+    if first:
+        result.gamma = first[0].gamma.list_data()[0].reshape((-1,)).asnumpy().tolist()
+        result.beta = first[0].beta.list_data()[0].reshape((-1,)).asnumpy().tolist()
     return result
 
 
