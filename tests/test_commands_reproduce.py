@@ -239,7 +239,7 @@ def test_resume_with_another_setting_is_one_line_naming_it_and_exit_2(checkpoint
 # -- divergence --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("norm", ["scratch", "gluon"])
+@pytest.mark.parametrize("norm", ["scratch", "gluon", "group"])  # group: no moving statistics to put back
 def test_divergence_names_epoch_and_batch_and_keeps_the_last_good_checkpoint_and_record(
     norm, tmp_path, real_data_dir, monkeypatch
 ):

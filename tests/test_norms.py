@@ -37,6 +37,7 @@ def test_the_lenet_places_the_registered_layer_where_the_chapter_puts_bn(toy):
 def test_what_can_run_each_norm_is_read_from_its_entry():
     assert norms.names(benched=True) == ("scratch", "gluon", "none", "fast")
     assert norms.names(sharded=True) == ("sync",)
+    assert norms.names(per_example=True) == ("layer", "group")  # no moving statistics: none held across devices
     assert {n.name: n.devices for n in norms.NORMS.values() if n.devices} == {
         "scratch": "scratch",
         "gluon": "gluon",
