@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from gluon_bn.experiments.exercises import EXERCISES
+from gluon_bn.experiments.catalogue import EXERCISES
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ import time
 from typing import Callable
 
 from ..errors import UsageError
-from ..experiments.exercises import EXERCISES
+from ..experiments.catalogue import EXERCISES
 from ..experiments.runner import ExerciseConfig, exercise_markdown, exercise_settings, run_exercise
 from ..reliability.files import atomic_write_text
 from ..reliability.record import load_record, save_record
@@ -99,13 +99,12 @@ def run(config: ExerciseConfig, log: Callable[[str], None] = print) -> dict:
         done=done,
         after_each=lambda runs: save({"runs": runs}, complete=False),
     )
-    plot_exercise(
-        result["summary"],
-        result["runs"],
-        plot_path,
-        x_axis=EXERCISES[config.name].x_axis,
-        title=f"exercise {config.name}: {config.epochs} epochs, {config.seeds} seeds, {describe(ctx)}",
-    )
+    exercise = EXERCISES[config.name]
+    title = f"exercise {config.name}: {config.epochs} epochs, {config.seeds} seeds, {describe(ctx)}"
+    if exercise.plot is not None:
+        exercise.plot(result["summary"], result["runs"], plot_path, title=title)
+    else:
+        plot_exercise(result["summary"], result["runs"], plot_path, x_axis=exercise.x_axis, title=title)
     text = exercise_markdown(config, ctx, result, plot_path.name)
     atomic_write_text(markdown_path, text + "\n")
     save({key: result[key] for key in ("runs", "summary", "conclusion")}, complete=True)

@@ -5,6 +5,7 @@ Every exercise is a list of model variants run by one runner (:mod:`.runner`, be
 variant is trained for each seed with the chapter's training loop, and the exercise's own
 measurements are taken from the trained model. Each exercise then states a conclusion drawn
 from that run's numbers: the text is assembled from them, never written in advance.
+The chapter's claims are exercises too (:mod:`.claims`); :mod:`.catalogue` holds them all.
 """
 
 from __future__ import annotations
@@ -14,17 +15,19 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+from matplotlib.figure import Figure
 from mxnet import autograd, gluon
 
 from ..chapter.training import Epoch
 from ..norms.bnstate import is_bn, swap_bn_stats
 from ..norms.precise_bn import recompute_bn_stats
 from ..reports.tables import markdown_table
-from ..runs.loop import evaluate_accuracy
+from ..runs.loop import Callback, evaluate_accuracy
 from ..runtime.devices import Contexts, forward_shards, split_batch
+from .recorders import grad_norm
 from .summary import compare_sentence, fmt_mean_std, row_of
 
-__all__ = ["EXERCISES", "Exercise", "Variant", "precise_spreads"]
+__all__ = ["CHAPTER_EXERCISES", "Exercise", "Variant", "by_name", "precise_spreads"]
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,7 @@ class Variant:
 
 @dataclass(frozen=True)
 class Exercise:
-    """An exercise: its question, its variants, what it measures and how it concludes."""
+    """An exercise: its question (and any claim of the chapter it tests), variants, measurements, conclusion."""
 
     name: str
     question: str
@@ -54,6 +57,12 @@ class Exercise:
     x_axis: str | None = None  # plot against this numeric variant field (lr) instead of bars
     epochs: int = 2  # default epochs per run (the chapter's 5 where it matters)
     num_train: int | None = None  # default training subset (None: all 60,000)
+    claim: str = ""  # the chapter's words it tests, quoted exactly (passages joined by " … ")
+    # its own plot, (summary, runs, path, title) -> Figure, instead of reports.plots.plot_exercise
+    plot: Callable[..., Figure] | None = None
+    # per run, (net, config, ctx, extras) -> callbacks that record into the run's extras while it trains
+    recorders: Callable[[gluon.Block, object, Contexts, dict], list[Callback]] | None = None
+    hybridize: bool = True  # False: its runs train imperatively (forward hooks see each layer)
 
 
 # -- 1. no-bias ---------------------------------------------------------------------------
@@ -66,10 +75,6 @@ def _bias_gradients(net: gluon.Block, config, ctx: Contexts) -> dict:
     with autograd.record():
         ls = [gluon.loss.SoftmaxCrossEntropyLoss()(y_hat, y).sum() for y_hat, y in zip(forward_shards(net, Xs), ys)]
     autograd.backward(ls)
-
-    def grad_norm(param):  # the whole batch's gradient: summed over the devices
-        return float(np.linalg.norm(sum(g.asnumpy() for g in param.list_grad())))
-
     ratios = {"before BN": [], "no BN after": []}
     layers = list(net)
     for i, layer in enumerate(layers):
@@ -326,76 +331,79 @@ def _conclude_devices(summary, runs) -> str:
     return ". ".join(parts) + "."
 
 
-EXERCISES: dict[str, Exercise] = {
-    e.name: e
-    for e in (
-        Exercise(
-            "no-bias",
-            "Can we remove the bias of the fully connected and convolutional layers before BN? Why?",
-            lambda c: [Variant("with bias", "gluon"), Variant("without bias", "gluon", {"use_bias": False})],
-            _conclude_no_bias,
-            measure=_bias_gradients,
-            details=_details_no_bias,
-        ),
-        Exercise(
-            "learning-rate",
-            "Compared with LeNet without BN, can we now use a larger learning rate?",
-            _lr_variants,
-            _conclude_lr,
-            x_axis="lr",
-        ),
-        Exercise(
-            "placement",
-            "Insert the BN layers elsewhere in LeNet: what changes?",
-            lambda c: [
-                Variant("before sigmoid (chapter)", "gluon"),
-                Variant("after sigmoid", "gluon", {"placement": "after"}),
-                Variant("conv layers only", "gluon", {"where": "conv"}),
-                Variant("dense layers only", "gluon", {"where": "dense"}),
-            ],
-            _conclude_against("before sigmoid (chapter)"),
-        ),
-        Exercise(
-            "frozen-affine",
-            "Do not learn gamma and beta (grad_req='null'): what happens?",
-            lambda c: [
-                Variant(f"{label}, {state}", norm, {} if learned else {"learn_affine": False})
-                for norm, label in (("scratch", "from scratch"), ("gluon", "nn.BatchNorm"))
-                for learned, state in ((True, "learned"), (False, "frozen"))
-            ],
-            _conclude_frozen,
-        ),
-        Exercise(
-            "global-stats",
-            "What do nn.BatchNorm's options (use_global_stats, momentum, center, scale) do?",
-            lambda c: [
-                Variant("default", "gluon"),
-                Variant("use_global_stats=True", "gluon", {"gluon_options": {"use_global_stats": True}}),
-                Variant("momentum=0.5", "gluon", {"gluon_options": {"momentum": 0.5}}),
-                Variant("momentum=0.99", "gluon", {"gluon_options": {"momentum": 0.99}}),
-                Variant("center=False (no beta)", "gluon", {"gluon_options": {"center": False}}),
-                Variant("scale=False (no gamma)", "gluon", {"gluon_options": {"scale": False}}),
-            ],
-            _conclude_against("default"),
-        ),
-        Exercise(
-            "precise-bn",
-            "Test accuracy swings between epochs at lr 1.0: do re-estimated population statistics "
-            "(precise BN) steady it?",
-            _precise_variants,
-            _conclude_precise,
-            on_epoch=_precise_on_epoch,
-            details=_details_precise,
-            epochs=5,
-        ),
-        Exercise(
-            "devices",
-            "Data parallel: how does BN fare as the per-device batch shrinks, and does synchronizing "
-            "its statistics across devices help?",
-            _device_variants,
-            _conclude_devices,
-            x_axis="devices",
-            num_train=15000,
-        ),
-    )
-}
+def by_name(*exercises: Exercise) -> dict[str, Exercise]:
+    """Exercises by name, in the order given (``gluon-bn exercise --list`` keeps it)."""
+    return {e.name: e for e in exercises}
+
+
+#: The chapter's exercises and precise BN (``catalogue.EXERCISES`` adds the claims).
+CHAPTER_EXERCISES = by_name(
+    Exercise(
+        "no-bias",
+        "Can we remove the bias of the fully connected and convolutional layers before BN? Why?",
+        lambda c: [Variant("with bias", "gluon"), Variant("without bias", "gluon", {"use_bias": False})],
+        _conclude_no_bias,
+        measure=_bias_gradients,
+        details=_details_no_bias,
+    ),
+    Exercise(
+        "learning-rate",
+        "Compared with LeNet without BN, can we now use a larger learning rate?",
+        _lr_variants,
+        _conclude_lr,
+        x_axis="lr",
+        claim="we can be more aggressive in picking large learning rates on the data",
+    ),
+    Exercise(
+        "placement",
+        "Insert the BN layers elsewhere in LeNet: what changes?",
+        lambda c: [
+            Variant("before sigmoid (chapter)", "gluon"),
+            Variant("after sigmoid", "gluon", {"placement": "after"}),
+            Variant("conv layers only", "gluon", {"where": "conv"}),
+            Variant("dense layers only", "gluon", {"where": "dense"}),
+        ],
+        _conclude_against("before sigmoid (chapter)"),
+    ),
+    Exercise(
+        "frozen-affine",
+        "Do not learn gamma and beta (grad_req='null'): what happens?",
+        lambda c: [
+            Variant(f"{label}, {state}", norm, {} if learned else {"learn_affine": False})
+            for norm, label in (("scratch", "from scratch"), ("gluon", "nn.BatchNorm"))
+            for learned, state in ((True, "learned"), (False, "frozen"))
+        ],
+        _conclude_frozen,
+    ),
+    Exercise(
+        "global-stats",
+        "What do nn.BatchNorm's options (use_global_stats, momentum, center, scale) do?",
+        lambda c: [
+            Variant("default", "gluon"),
+            Variant("use_global_stats=True", "gluon", {"gluon_options": {"use_global_stats": True}}),
+            Variant("momentum=0.5", "gluon", {"gluon_options": {"momentum": 0.5}}),
+            Variant("momentum=0.99", "gluon", {"gluon_options": {"momentum": 0.99}}),
+            Variant("center=False (no beta)", "gluon", {"gluon_options": {"center": False}}),
+            Variant("scale=False (no gamma)", "gluon", {"gluon_options": {"scale": False}}),
+        ],
+        _conclude_against("default"),
+    ),
+    Exercise(
+        "precise-bn",
+        "Test accuracy swings between epochs at lr 1.0: do re-estimated population statistics (precise BN) steady it?",
+        _precise_variants,
+        _conclude_precise,
+        on_epoch=_precise_on_epoch,
+        details=_details_precise,
+        epochs=5,
+    ),
+    Exercise(
+        "devices",
+        "Data parallel: how does BN fare as the per-device batch shrinks, and does synchronizing "
+        "its statistics across devices help?",
+        _device_variants,
+        _conclude_devices,
+        x_axis="devices",
+        num_train=15000,
+    ),
+)

@@ -16,7 +16,8 @@ from ..runs.loop import Callback
 from ..runs.settings import SEED_MAX, TrainConfig
 from ..runs.supervised import train_model
 from ..runtime.devices import Contexts, as_list, describe, resolve_context
-from .exercises import EXERCISES, Exercise, Variant
+from .catalogue import EXERCISES
+from .exercises import Exercise, Variant
 from .summary import summarize, summary_table
 
 __all__ = ["ExerciseConfig", "exercise_markdown", "exercise_settings", "run_exercise", "variant_config"]
@@ -74,7 +75,9 @@ def _train_variant(
     log(f"\n== {variant.name}, seed {config.seed} ==")
     net = seeded_lenet(variant.norm, ctx, config.seed, **variant.options)
     extras: dict = {}
-    per_epoch = [_PerEpoch(exercise, config, ctx, extras)] if exercise.on_epoch else []
+    callbacks = [_PerEpoch(exercise, config, ctx, extras)] if exercise.on_epoch else []
+    if exercise.recorders is not None:
+        callbacks += exercise.recorders(net, config, ctx, extras)
     entry = {
         "variant": variant.name,
         "group": variant.group,
@@ -90,7 +93,7 @@ def _train_variant(
             ctx,
             log,
             net=net,
-            callbacks=per_epoch,
+            callbacks=callbacks,
             extras=extras,
             checkpoints=checkpoints,
             resume=config.resume,
@@ -157,14 +160,20 @@ def run_exercise(
 
 
 def exercise_settings(config: ExerciseConfig) -> ExerciseConfig:
-    """``config`` with the exercise's own epochs and training subset where the user set none."""
+    """``config`` with the exercise's own epochs and training subset where the user set none, imperative
+    where the exercise needs it."""
     config = config.resolved()
     exercise = config.exercise()
-    return replace(config, epochs=config.epochs or exercise.epochs, num_train=config.num_train or exercise.num_train)
+    return replace(
+        config,
+        epochs=config.epochs or exercise.epochs,
+        num_train=config.num_train or exercise.num_train,
+        hybridize=config.hybridize and exercise.hybridize,
+    )
 
 
 def exercise_markdown(config: ExerciseConfig, ctx: Contexts, result: Mapping, plot_name: str | None = None) -> str:
-    """The exercise's report: its question, settings, table, details, conclusion and plot.
+    """The exercise's report: its question, the chapter's claim, settings, table, details, conclusion and plot.
 
     Args:
         config: the exercise and the settings it ran with (``exercise_settings``'s).
@@ -178,10 +187,12 @@ def exercise_markdown(config: ExerciseConfig, ctx: Contexts, result: Mapping, pl
         for part in (
             f"# Exercise `{exercise.name}`",
             f"*{exercise.question}*",
+            f'The chapter: "{exercise.claim}"' if exercise.claim else "",
             f"{config.epochs} epochs per run, seeds {config.seed}..{config.seed + config.seeds - 1}, lr {config.lr:g} "
             f"unless the row says otherwise, batch {config.batch_size}, on {describe(ctx)} unless the row names devices"
             + (f", first {config.num_train:,} training images" if config.num_train else "")
             + (f", first {config.num_test:,} test images" if config.num_test else "")
+            + ("" if config.hybridize else ", every layer run imperatively (not compiled)")
             + ". Numbers are the last epoch's, mean ± std over seeds.",
             result["table"],
             result["details"],

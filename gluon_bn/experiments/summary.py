@@ -30,6 +30,7 @@ def summarize(runs: list[dict]) -> list[dict]:
             "group": mine[0]["group"],
             "lr": mine[0]["lr"],
             "devices": mine[0].get("devices", 1),
+            "batch_size": mine[0].get("batch_size"),
             "seeds": len(mine),
             "diverged": sum(r["status"] == "diverged" for r in mine),
         }

@@ -15,12 +15,12 @@ from ..chapter.training import history_rows
 from ..norms import label as norm_label
 from ..reliability.files import atomic_write_bytes
 
-__all__ = ["plot_drift", "plot_exercise", "plot_histories"]
+__all__ = ["plot_drift", "plot_exercise", "plot_histories", "save_figure"]
 
 _PANELS = (("loss", "training loss"), ("train_acc", "train accuracy"), ("test_acc", "test accuracy"))
 
 
-def _save(fig: Figure, path: str | os.PathLike | None) -> Figure:
+def save_figure(fig: Figure, path: str | os.PathLike | None) -> Figure:
     """Write ``fig`` as a PNG atomically when ``path`` is given."""
     if path is not None:
         buffer = io.BytesIO()
@@ -70,7 +70,7 @@ def plot_histories(
     axes[0].legend(fontsize="small")
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 _DRIFT = (
@@ -92,7 +92,7 @@ def plot_drift(drift: Sequence[Mapping], path: str | os.PathLike | None = None) 
         ax.set_title(label, fontsize="medium")
         ax.grid(alpha=0.3)
     fig.suptitle("from-scratch vs nn.BatchNorm LeNet, same start, same batches")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_exercise(
@@ -159,7 +159,7 @@ def plot_exercise(
     if title:
         fig.suptitle(title)
     if right is None:
-        return _save(fig, path)
+        return save_figure(fig, path)
     names = list(dict.fromkeys(r["variant"] for r in runs))
     for i, name in enumerate(names):
         mine = [r for r in runs if r["variant"] == name and r["status"] == "trained" and r["history"]]
@@ -176,4 +176,4 @@ def plot_exercise(
     right.set_ylabel("test accuracy (mean over seeds)")
     right.grid(alpha=0.3)
     right.legend(fontsize="small")
-    return _save(fig, path)
+    return save_figure(fig, path)
