@@ -11,6 +11,7 @@ from gluon_bn.experiments.catalogue import EXERCISES
 from gluon_bn.experiments.claims import BETWEEN, CLAIMS
 from gluon_bn.experiments.recorders import ActivationRecorder, layer_names, sigmoid_blocks
 from gluon_bn.experiments.runner import ExerciseConfig, exercise_settings, variant_config
+from gluon_bn.experiments.summary import summarize
 from gluon_bn.models import lenet, seeded_lenet
 from gluon_bn.norms import label
 from gluon_bn.reliability.record import load_record
@@ -143,20 +144,26 @@ def test_the_activation_recorder_says_a_compiled_net_hides_its_layers():
         recorder.on_batch_end(1, 1)
 
 
-def _gradient_runs(plain: float, bn: float) -> list[dict]:
-    """Runs whose recorded first-to-last gradient ratio is ``plain`` without BN and ``bn`` with it."""
+def _gradient_runs(plain: tuple[float, float], bn: tuple[float, float]) -> list[dict]:
+    """Runs whose gradients are (first layer's over the last's, the last layer's norm) without BN and with it."""
 
-    def run(variant, ratio):
-        rows = [{"step": s, "epoch": 1, "grad_norm": {"conv1": ratio, "dense3": 1.0}} for s in (1, 2, 3)]
+    def run(variant, ratio, last):
+        rows = [{"step": s, "epoch": 1, "grad_norm": {"conv1": ratio * last, "dense3": last}} for s in (1, 2, 3)]
         return {"variant": variant, "status": "trained", "history": [], "extras": {"gradients": rows}}
 
-    return [run(f"{name}, lr {lr:g}", plain if name == "no BN" else bn) for lr in (1, 10) for name in ("no BN", "BN")]
+    return [
+        run(f"{name}, lr {lr:g}", *(plain if name == "no BN" else bn)) for lr in (1, 10) for name in ("no BN", "BN")
+    ]
 
 
 def test_the_gradient_verdict_follows_the_numbers():
     conclude = CLAIMS["gradients"].conclude
-    assert "this holds:" in conclude([], _gradient_runs(plain=1e-4, bn=0.5))
-    assert "this does not hold:" in conclude([], _gradient_runs(plain=0.5, bn=1e-4))
+    assert "this holds:" in conclude([], _gradient_runs(plain=(1e-4, 2.0), bn=(0.5, 1.0)))
+    assert "this does not hold:" in conclude([], _gradient_runs(plain=(0.5, 1.0), bn=(1e-4, 2.0)))
+    part = conclude([], _gradient_runs(plain=(1e-4, 1.0), bn=(0.5, 9.0)))  # less vanishing, larger norms
+    assert (
+        "this holds in part:" in part and "the largest layer gradient norm seen is 1 without BN and 9 with it" in part
+    )
 
 
 @pytest.mark.slow
@@ -200,3 +207,43 @@ def test_the_batch_size_verdict_follows_the_numbers():
     large = conclude(_batch_summary({4: 0.82, 64: 0.8, 512: 0.85}), runs)
     assert "this does not hold:" in large and "best at batch 512" in large
     assert "GroupNorm never beats BN beyond seed noise" in large
+
+
+def _regularization_runs(fits: dict[str, tuple[float, float]]) -> list[dict]:
+    """Two seeds of every variant with the given (train accuracy in prediction mode, test accuracy); 0.1 elsewhere."""
+    runs = []
+    for variant in CLAIMS["regularization"].variants(None):
+        train, test = fits.get(variant.name, (0.1, 0.1))
+        for seed, wobble in enumerate((-0.001, 0.001)):
+            epoch = {"epoch": 1, "loss": 1.0, "train_acc": train, "test_acc": test + wobble, "time": 1.0}
+            runs.append(
+                {
+                    "variant": variant.name,
+                    "group": "",
+                    "lr": 1.0,
+                    "seed": seed,
+                    "status": "trained",
+                    "history": [epoch],
+                    "extras": {"per_epoch": {"train_acc_eval": [train]}},
+                }
+            )
+    return runs
+
+
+def test_the_regularization_verdict_compares_gaps_only_of_nets_that_fit():
+    conclude = CLAIMS["regularization"].conclude
+
+    def verdict_on(fits):
+        runs = _regularization_runs(fits)
+        return conclude(summarize(runs), runs)
+
+    smaller = verdict_on({"BN": (0.9, 0.85), "LayerNorm (no batch noise)": (0.9, 0.7)})
+    assert 'overfitting too badly". For its LeNet on Fashion-MNIST this holds:' in smaller
+    assert "BN +0.050 ± 0.001 (train 0.900, test 0.850)" in smaller
+    larger = verdict_on({"BN": (0.95, 0.75), "LayerNorm (no batch noise)": (0.75, 0.72)})
+    assert 'overfitting too badly". For its LeNet on Fashion-MNIST this does not hold:' in larger
+    unfit = verdict_on({"BN": (0.9, 0.85)})
+    assert (
+        "this cannot be judged from this run (no norm does not fit its training images: train accuracy 0.100" in unfit
+    )
+    assert '"batch-normalized models seldom even use dropout". For its LeNet on Fashion-MNIST this holds' in unfit

@@ -291,16 +291,18 @@ def _first_to_last(runs: list[dict], variant: str) -> tuple[float, float, float]
 
 
 def _conclude_gradients(summary, runs) -> str:
+    """Vanishing: the first layer's gradient over the last's, nearer 1 with BN? Exploding: a smaller largest norm?"""
     parts, holds = [], []
     for lr in GRADIENT_LRS:
         (plain, p_std, p_max), (bn, b_std, b_max) = (
             _first_to_last(runs, f"{name}, lr {lr:g}") for _, name in _WITH_AND_WITHOUT
         )
         holds.append(abs(math.log10(bn)) < abs(math.log10(plain)) if plain > 0 and bn > 0 else False)
+        holds.append(b_max < p_max)
         parts.append(
-            f"at lr {lr:g} the first layer's weight gradient is {plain:.2g} ± {p_std:.2g} times the last layer's "
-            f"without BN and {bn:.2g} ± {b_std:.2g} times with it (median over training, mean ± std over seeds; "
-            f"the largest layer gradient norm seen: {p_max:.3g} without, {b_max:.3g} with)"
+            f"at lr {lr:g}, vanishing: the first layer's weight gradient is {plain:.2g} ± {p_std:.2g} times the last "
+            f"layer's without BN and {bn:.2g} ± {b_std:.2g} times with it (median over training, mean ± std over "
+            f"seeds); exploding: the largest layer gradient norm seen is {p_max:.3g} without BN and {b_max:.3g} with it"
         )
     return verdict(CLAIM_GRADIENTS, _judged(holds), "; ".join(parts))
 
