@@ -107,16 +107,18 @@ def _conclude_batch(summary, runs) -> str:
     bn = _by_batch(summary, "gluon")
     best = max(bn, key=_accuracy)
     moderate = [r for r in bn if 50 <= r["batch_size"] <= 100]
-    near = [r for r in moderate if not _beyond_noise(best, r)]
+    near = [r for r in bn if not _beyond_noise(best, r)]  # the best, and those within seed noise of it
     if not moderate:
         judged = "cannot be judged from this run (no batch size tried lies in 50-100)"
     elif best in moderate:
         judged = "holds"
     else:
-        judged = "holds only within seed noise" if near else "does not hold"
+        judged = "holds only within seed noise" if any(r in near for r in moderate) else "does not hold"
+    tied = [str(r["batch_size"]) for r in near if r is not best]
     evidence = (
         f"BN's test accuracy by batch size is {_curve(bn)}, best at batch {best['batch_size']} "
-        f"(lr = batch/{CHAPTER_BATCH}, the same examples, {max(len(r['history']) for r in runs)} epoch(s), "
+        + (f"and within seed noise of it at batch {', '.join(tied)} " if tied else "")
+        + f"(lr = batch/{CHAPTER_BATCH}, the same examples, {max(len(r['history']) for r in runs)} epoch(s), "
         "for every size)"
     )
     others = "; ".join(
