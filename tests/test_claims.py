@@ -158,12 +158,24 @@ def _gradient_runs(plain: tuple[float, float], bn: tuple[float, float]) -> list[
 
 def test_the_gradient_verdict_follows_the_numbers():
     conclude = CLAIMS["gradients"].conclude
-    assert "this holds:" in conclude([], _gradient_runs(plain=(1e-4, 2.0), bn=(0.5, 1.0)))
-    assert "this does not hold:" in conclude([], _gradient_runs(plain=(0.5, 1.0), bn=(1e-4, 2.0)))
-    part = conclude([], _gradient_runs(plain=(1e-4, 1.0), bn=(0.5, 9.0)))  # less vanishing, larger norms
-    assert (
-        "this holds in part:" in part and "the largest layer gradient norm seen is 1 without BN and 9 with it" in part
-    )
+    calm = _gradient_runs(plain=(1e-4, 1.0), bn=(0.5, 1.0))  # nothing grows: vanishing alone is judged
+    assert "this holds:" in conclude([], calm) and "nothing explodes here to judge" in conclude([], calm)
+    assert "this does not hold:" in conclude([], _gradient_runs(plain=(0.5, 1.0), bn=(1e-4, 1.0)))
+    runs = _gradient_runs(plain=(1e-4, 1.0), bn=(0.5, 1.0))
+    for run in runs:  # BN's gradients grow 50-fold after the start: less vanishing, more exploding
+        if run["variant"].startswith("BN"):
+            for row in run["extras"]["gradients"][1:]:
+                row["grad_norm"] = {name: 50 * value for name, value in row["grad_norm"].items()}
+    part = conclude([], runs)
+    assert "this holds in part:" in part and "1x the first step's without BN and 50x with it" in part
+
+
+def test_the_gradient_verdict_leaves_out_the_initializations_gradients():
+    runs = _gradient_runs(plain=(1e-4, 1.0), bn=(0.5, 1.0))
+    for run in runs:  # with BN the first step's gradient is its largest: after the start it is 50 times smaller
+        if run["variant"].startswith("BN"):
+            run["extras"]["gradients"][0]["grad_norm"]["dense3"] = 50.0
+    assert "1x the first step's without BN and 0.02x with it" in CLAIMS["gradients"].conclude([], runs)
 
 
 @pytest.mark.slow

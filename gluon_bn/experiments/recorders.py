@@ -57,7 +57,10 @@ def layer_names(net: gluon.Block) -> list[str]:
 
 
 def sigmoid_blocks(net: gluon.Block) -> list[nn.Activation]:
-    """Every sigmoid of the LeNet, input to output: a block of its own beside BN, or inside its layer without BN."""
+    """Every sigmoid of the LeNet, input to output: a block of its own beside BN, or inside its layer without BN.
+
+    Gluon 1.9.1's ``nn.Activation`` has no public accessor for its kind, so this reads ``_act_type``.
+    """
     found: list[nn.Activation] = []
     net.apply(
         lambda block: found.append(block) if isinstance(block, nn.Activation) and block._act_type == "sigmoid" else None
