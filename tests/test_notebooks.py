@@ -12,6 +12,7 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.i
 #: What each notebook prints only when its main cell really ran (and, for the comparison, every check passed).
 MARKERS = {
     "batch_norm.ipynb": r"^epoch 1, loss \d",
+    "claims.ipynb": r"^== LayerNorm, batch 16, seed 0 ==$",
     "compare_with_gluon.ipynb": r"^(\d+) of \1 checks pass$",
     "exercises.ipynb": r"^== nn\.BatchNorm, seed 1 ==$",
     "multiple_devices.ipynb": r"^== synchronized BN LeNet on \[cpu\(0\), cpu\(1\)\] \(shared start\) ==$",
