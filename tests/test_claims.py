@@ -34,20 +34,20 @@ def _settings(name: str, variant_name: str, **changes):
     return variant, variant_config(config, variant, seed=0)
 
 
-def _train(name: str, variant_name: str, record: bool, extra: Callback | None = None, **changes):
+def _train(name: str, variant_name: str, record: bool, extra: Callback | None = None, ctx=CPU, **changes):
     """Train one variant for seed 0, with the exercise's recorders and per-epoch measurements or without them."""
     exercise = EXERCISES[name]
     variant, settings = _settings(name, variant_name, **changes)
-    net = seeded_lenet(variant.norm, CPU, settings.seed, **variant.options)
+    net = seeded_lenet(variant.norm, ctx, settings.seed, **variant.options)
     extras: dict = {}
     callbacks = []
     if record and exercise.recorders is not None:
-        callbacks += exercise.recorders(net, settings, CPU, extras)
+        callbacks += exercise.recorders(net, settings, ctx, extras)
     if record and exercise.on_epoch is not None:
-        callbacks.append(OnEpochEnd(lambda result, net: extras.update(exercise.on_epoch(result, net, settings, CPU))))
+        callbacks.append(OnEpochEnd(lambda result, net: extras.update(exercise.on_epoch(result, net, settings, ctx))))
     if extra is not None:
         callbacks.append(extra(net, settings))
-    run = train_model(variant.norm, settings, CPU, _quiet, net=net, callbacks=callbacks, extras=extras)
+    run = train_model(variant.norm, settings, ctx, _quiet, net=net, callbacks=callbacks, extras=extras)
     losses = [(e.loss, e.train_acc, e.test_acc) for e in run.history]
     params = [(name, p.data().asnumpy()) for name, p in net.collect_params().items()]
     return losses, params, extras
@@ -75,6 +75,30 @@ def test_recording_leaves_training_exactly_as_it_is(name, variant, real_data_dir
     assert recorded[0] == plain[0]  # every epoch's loss, train and test accuracy, to the last bit
     assert _differences(recorded, plain) == []  # every weight and every moving statistic
     assert recorded[2] and not plain[2]  # the recorded run did record
+
+
+TWO_DEVICES = [mx.cpu(0), mx.cpu(1)]
+
+
+@pytest.mark.parametrize("name, variant", [("gradients", "BN, lr 1"), ("activations", "no BN")])
+def test_recording_on_two_devices_leaves_training_exactly_as_it_is(name, variant, real_data_dir):
+    recorded = _train(name, variant, record=True, ctx=TWO_DEVICES)
+    plain = _train(name, variant, record=False, ctx=TWO_DEVICES)
+    assert _differences(recorded, plain) == [] and recorded[2] and not plain[2]
+
+
+@pytest.mark.parametrize("name, keys", [("gradients", ["grad_norm"]), ("activations", ["std", "percentiles"])])
+def test_recorders_on_two_devices_see_the_whole_batch(name, keys, real_data_dir):
+    """Without BN each example is on its own: the first batch split over two devices must give what one device sees
+    (the gradient of the whole batch, the sigmoids' inputs of all its examples), up to float32 rounding."""
+    variant = {"gradients": "no BN, lr 1", "activations": "no BN"}[name]
+    one = _train(name, variant, record=True)[2][name][0]
+    two = _train(name, variant, record=True, ctx=TWO_DEVICES)[2][name][0]
+    for key in keys:
+        assert list(two[key]) == list(one[key])
+        np.testing.assert_allclose(
+            np.array(list(two[key].values())), np.array(list(one[key].values())), rtol=1e-4, atol=1e-6
+        )
 
 
 class _Meddler(Callback):

@@ -34,8 +34,12 @@ _TRAIN_SIZE = 60000
 
 
 def grad_norm(param: gluon.Parameter) -> float:
-    """The L2 norm of ``param``'s gradient for the whole batch: summed over the devices."""
-    return float(np.linalg.norm(sum(g.asnumpy() for g in param.list_grad())))
+    """The L2 norm of ``param``'s gradient for the whole batch, read after ``trainer.step``.
+
+    On several devices the step has already summed the shards' gradients into every device's copy
+    (``make_trainer``'s ``update_on_kvstore=False``), so the first copy is the whole batch's.
+    """
+    return float(np.linalg.norm(param.list_grad()[0].asnumpy()))
 
 
 def weighted_layers(net: gluon.Block) -> list[nn.Block]:
