@@ -9,6 +9,7 @@ import sys
 import threading
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pytest
 from fault_hook import fault_env
 from hypothesis import settings
@@ -45,6 +46,15 @@ def real_data_dir() -> Path:
 def no_downloads(monkeypatch):
     """No test reaches the internet: downloads go to a refused loopback port unless a test serves one."""
     monkeypatch.setenv("GLUON_BN_DATA_URL", DEAD_URL)
+
+
+@pytest.fixture
+def figures_closed():
+    """Fails a test that leaves a matplotlib figure open: a command writes its PNGs and closes what it drew."""
+    before = set(plt.get_fignums())
+    yield
+    left = set(plt.get_fignums()) - before
+    assert not left, f"{len(left)} figure(s) left open"
 
 
 @pytest.fixture

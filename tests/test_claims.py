@@ -204,6 +204,7 @@ def test_the_gradient_verdict_leaves_out_the_initializations_gradients():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(CLAIMS))
+@pytest.mark.usefixtures("figures_closed")
 def test_each_claim_runs_quick_and_says_whether_it_holds(name, tmp_path, real_data_dir, capsys):
     assert cli.main(["exercise", name, "--quick", "--ctx", "cpu", "--out", str(tmp_path)]) == 0
     record = load_record(tmp_path / f"exercise-{name}.json")

@@ -37,6 +37,7 @@ def test_compare_prints_tables_and_writes_report(tmp_path, real_data_dir, gluon_
         assert (tmp_path / png).read_bytes().startswith(b"\x89PNG")
 
 
+@pytest.mark.usefixtures("figures_closed")
 def test_compare_exits_1_when_an_agreement_fails(tmp_path, real_data_dir, monkeypatch, capsys):
     monkeypatch.setitem(norms.NORMS, "scratch", replace(norms.NORMS["scratch"], layer=wrong_layer("unbiased")))
     status = cli.main(["compare", *COMPARE_QUICK, "--out", str(tmp_path)])

@@ -18,6 +18,7 @@ def toy(monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("figures_closed")
 def test_a_registered_norm_is_reproduced_from_the_command_line(toy, tmp_path, real_data_dir, capsys):
     status = cli.main(["reproduce", "--quick", "--model", "toy", "--ctx", "cpu", "--out", str(tmp_path)])
     out = capsys.readouterr().out

@@ -95,6 +95,7 @@ def test_an_unknown_format_is_refused_in_one_line(tmp_path, capsys, real_data_di
     assert "format 'gluon-bn-record/0'" in err[0] and "move it away, or choose another --out" in err[0]
 
 
+@pytest.mark.usefixtures("figures_closed")
 def test_an_exercise_record_of_format_1_still_resumes(tmp_path, capsys, real_data_dir):
     args = ["exercise", "no-bias", "--quick", "--seeds", "1", "--ctx", "cpu", "--out", str(tmp_path)]
     assert cli.main(args) == 0

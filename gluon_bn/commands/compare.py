@@ -13,6 +13,8 @@ import sys
 import time
 from typing import Callable
 
+import matplotlib.pyplot as plt
+
 from ..comparison.checks import COMPARED, check_layer
 from ..comparison.differences import known_differences, mode_table
 from ..comparison.lenets import CHECK_SHAPES, CompareConfig, compare_devices, compare_models
@@ -73,8 +75,8 @@ def run(config: CompareConfig, log: Callable[[str], None] = print) -> dict:
     speed = time_bn_layers(layers, ctx=ctx, repeats=config.speed_repeats)
     curves, drift_png = out / "compare_curves.png", out / "compare_drift.png"
     histories = {name: run.history for name, run in models["runs"].items()}
-    plot_histories(histories, curves, title=f"scratch vs nn.BatchNorm LeNet from the same start, {ctx}")
-    plot_drift(models["drift"], drift_png)
+    plt.close(plot_histories(histories, curves, title=f"scratch vs nn.BatchNorm LeNet from the same start, {ctx}"))
+    plt.close(plot_drift(models["drift"], drift_png))
     model_text = model_sections(histories, models["drift"], speed)
     devices = None
     if len(as_list(contexts)) > 1:

@@ -12,6 +12,8 @@ import argparse
 import time
 from typing import Callable
 
+import matplotlib.pyplot as plt
+
 from ..errors import UsageError
 from ..experiments.catalogue import EXERCISES
 from ..experiments.runner import ExerciseConfig, exercise_markdown, exercise_settings, run_exercise
@@ -102,9 +104,10 @@ def run(config: ExerciseConfig, log: Callable[[str], None] = print) -> dict:
     exercise = EXERCISES[config.name]
     title = f"exercise {config.name}: {config.epochs} epochs, {config.seeds} seeds, {describe(ctx)}"
     if exercise.plot is not None:
-        exercise.plot(result["summary"], result["runs"], plot_path, title=title)
+        fig = exercise.plot(result["summary"], result["runs"], plot_path, title=title)
     else:
-        plot_exercise(result["summary"], result["runs"], plot_path, x_axis=exercise.x_axis, title=title)
+        fig = plot_exercise(result["summary"], result["runs"], plot_path, x_axis=exercise.x_axis, title=title)
+    plt.close(fig)
     text = exercise_markdown(config, ctx, result, plot_path.name)
     atomic_write_text(markdown_path, text + "\n")
     save({key: result[key] for key in ("runs", "summary", "conclusion")}, complete=True)

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+import matplotlib.pyplot as plt
 import numpy as np
 
 from ..chapter.published import CHAPTER, CHAPTER_EPOCH
@@ -142,13 +143,14 @@ def run(config: ReproduceConfig, log: Callable[[str], None] = print) -> dict:
     histories = {name: r.history for name, r in runs.items()}
     if not reports:
         return {"runs": runs, "record": None, "status": 0}
-    plot_histories(
+    fig = plot_histories(
         histories,
         plot_path,
         reference=CHAPTER,
         reference_epoch=CHAPTER_EPOCH,
         title=f"LeNet on Fashion-MNIST, lr {config.lr}, batch {config.batch_size}, {ctx}",
     )
+    plt.close(fig)
     log("\n" + chapter_table(histories))
     log(f"\nwrote {record_path} and {plot_path}")
     return {"record": record_path, "plot": plot_path, "runs": runs, "status": 0}
