@@ -4,6 +4,8 @@ import json
 
 import pytest
 
+from gluon_bn import cli
+
 
 @pytest.mark.slow
 def test_bench_cli_quick_writes_record_report_and_targets(real_data_dir, tmp_path, gluon_bn_cli):
@@ -61,3 +63,11 @@ def test_bench_cli_quick_writes_record_report_and_targets(real_data_dir, tmp_pat
         assert f"memory flat over 20 steps: {row['growth_mb']:+.1f} MB, {'met' if row['flat'] else 'NOT met'}" in text
     assert all((out / f"profile-{norm}.json").exists() for norm in ("gluon", "fast", "scratch"))
     assert not (out.parent / "profile.json").exists()  # MXNet's default trace file, in the working folder
+
+
+def test_bench_times_the_layers_of_the_models_it_is_given_beside_the_bn_layers(real_data_dir, tmp_path):
+    args = ["bench", "--quick", "--models", "layer", "group", "--sections", "layers", "--out", str(tmp_path)]
+    assert cli.main([*args, "--ctx", "cpu"]) == 0
+    rows = json.loads((tmp_path / "bench.json").read_text())["results"]["layers"]
+    assert {r["layer"] for r in rows} == {"scratch", "gluon", "fast", "layer", "group"}
+    assert all(r["forward_backward_ratio"] > 0 for r in rows if r["layer"] == "group")

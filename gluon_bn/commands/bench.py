@@ -333,8 +333,9 @@ def run(config: BenchConfig, log: Callable[[str], None] = print) -> dict:
     sections = []
     if "layers" in config.sections:
         log("\n== BN layers ==")
+        timed = dict.fromkeys([*names(benched=True), *config.models])  # the BN layers, and any other --models
         results["layers"] = time_bn_layers(
-            {n: NORMS[n].layer for n in names(benched=True) if NORMS[n].layer}, ctx=ctx, repeats=config.repeats
+            {n: NORMS[n].layer for n in timed if NORMS[n].layer}, ctx=ctx, repeats=config.repeats
         )
         sections += [
             "## BN layers",
