@@ -112,8 +112,12 @@ def _conclude_batch(summary, runs) -> str:
         judged = "cannot be judged from this run (no batch size tried lies in 50-100)"
     elif best in moderate:
         judged = "holds"
-    else:
-        judged = "holds only within seed noise" if any(r in near for r in moderate) else "does not hold"
+    elif not any(r in near for r in moderate):
+        judged = "does not hold"
+    elif all(r in moderate for r in near if r is not best):
+        judged = "holds only within seed noise"
+    else:  # sizes inside 50-100 and outside it tie with the best: the run cannot single out 50-100
+        judged = "is not borne out (sizes inside and outside 50-100 are within seed noise of the best)"
     tied = [str(r["batch_size"]) for r in near if r is not best]
     evidence = (
         f"BN's test accuracy by batch size is {_curve(bn)}, best at batch {best['batch_size']} "
@@ -315,7 +319,7 @@ def _exploding(plain: float, bn: float) -> tuple[bool | None, str]:
 
 def _conclude_gradients(summary, runs) -> str:
     """Vanishing: the first layer's gradient over the last's, nearer 1 with BN? Exploding: less growth with BN?"""
-    parts, holds = [], []
+    parts, holds, judged_exploding = [], [], False
     for lr in GRADIENT_LRS:
         (plain, p_std, p_growth), (bn, b_std, b_growth) = (
             _first_to_last(runs, f"{name}, lr {lr:g}") for _, name in _WITH_AND_WITHOUT
@@ -324,12 +328,14 @@ def _conclude_gradients(summary, runs) -> str:
         calmer, exploding = _exploding(p_growth, b_growth)
         if calmer is not None:
             holds.append(calmer)
+            judged_exploding = True
         parts.append(
             f"at lr {lr:g}, vanishing: the first layer's weight gradient is {plain:.2g} ± {p_std:.2g} times the last "
             f"layer's without BN and {bn:.2g} ± {b_std:.2g} times with it (median over training, mean ± std over "
             f"seeds); {exploding}"
         )
-    return verdict(CLAIM_GRADIENTS, _judged(holds), "; ".join(parts))
+    judged = _judged(holds) + ("" if judged_exploding else " for vanishing gradients (nothing explodes here to judge)")
+    return verdict(CLAIM_GRADIENTS, judged, "; ".join(parts))
 
 
 # -- activations --------------------------------------------------------------------------
