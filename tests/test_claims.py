@@ -12,7 +12,7 @@ from gluon_bn import cli
 from gluon_bn.experiments.catalogue import EXERCISES
 from gluon_bn.experiments.claims import BETWEEN, CLAIMS
 from gluon_bn.experiments.recorders import ActivationRecorder, layer_names, sigmoid_blocks
-from gluon_bn.experiments.runner import ExerciseConfig, exercise_settings, variant_config
+from gluon_bn.experiments.runner import ExerciseConfig, exercise_markdown, exercise_settings, variant_config
 from gluon_bn.experiments.summary import summarize
 from gluon_bn.models import lenet, seeded_lenet
 from gluon_bn.norms import label
@@ -294,3 +294,11 @@ def test_the_regularization_verdict_compares_gaps_only_of_nets_that_fit():
         "this cannot be judged from this run (no norm does not fit its training images: train accuracy 0.100" in unfit
     )
     assert '"batch-normalized models seldom even use dropout". For its LeNet on Fashion-MNIST this holds' in unfit
+
+
+@pytest.mark.parametrize("sizes, said", [([64, 64], "batch 64, on"), ([4, 512], "the batch size the row names, on")])
+def test_the_report_states_the_batch_size_the_runs_trained_with(sizes, said):
+    config = exercise_settings(ExerciseConfig(name="regularization", ctx="cpu"))
+    result = {"runs": [{"batch_size": b} for b in sizes], "table": "", "details": "", "conclusion": ""}
+    text = exercise_markdown(config, CPU, result)
+    assert config.batch_size == 256 and said in text

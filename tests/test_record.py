@@ -108,3 +108,4 @@ def test_an_exercise_record_of_format_1_still_resumes(tmp_path, capsys, real_dat
     assert "== " not in capsys.readouterr().out  # every run was kept, none trained again
     new = load_record(path)
     assert new["format"] == schema.FORMAT and new["results"]["runs"] == old["results"]["runs"]
+    assert new["wall_time"] >= old["wall_time"]  # the seconds of the runs it kept count too

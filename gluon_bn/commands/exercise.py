@@ -77,10 +77,12 @@ def run(config: ExerciseConfig, log: Callable[[str], None] = print) -> dict:
     ctx, out, extra, _ = prepare(config, log)
     stem = out / f"exercise-{config.name}"
     record_path, markdown_path, plot_path = (stem.with_suffix(s) for s in (".json", ".md", ".png"))
-    done = {}
+    done, earlier = {}, 0.0  # the runs a resumed record holds, and the seconds they took
     if config.resume and record_path.exists():
-        done = {(r["variant"], r["seed"]): r for r in load_record(record_path)["results"]["runs"]}
-    started = time.perf_counter()
+        record = load_record(record_path)
+        done = {(r["variant"], r["seed"]): r for r in record["results"]["runs"]}
+        earlier = record["wall_time"]
+    started = time.perf_counter() - earlier
 
     def save(results: dict, complete: bool) -> None:
         save_record(

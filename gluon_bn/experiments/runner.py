@@ -182,6 +182,8 @@ def exercise_markdown(config: ExerciseConfig, ctx: Contexts, result: Mapping, pl
         plot_name: the plot's file name, linked at the end; None leaves the plot out.
     """
     exercise = EXERCISES[config.name]
+    sizes = sorted({run.get("batch_size", config.batch_size) for run in result["runs"]}) or [config.batch_size]
+    batch = f"batch {sizes[0]}" if len(sizes) == 1 else "the batch size the row names"
     return "\n\n".join(
         part
         for part in (
@@ -189,7 +191,7 @@ def exercise_markdown(config: ExerciseConfig, ctx: Contexts, result: Mapping, pl
             f"*{exercise.question}*",
             f'The chapter: "{exercise.claim}"' if exercise.claim else "",
             f"{config.epochs} epochs per run, seeds {config.seed}..{config.seed + config.seeds - 1}, lr {config.lr:g} "
-            f"unless the row says otherwise, batch {config.batch_size}, on {describe(ctx)} unless the row names devices"
+            f"unless the row says otherwise, {batch}, on {describe(ctx)} unless the row names devices"
             + (f", first {config.num_train:,} training images" if config.num_train else "")
             + (f", first {config.num_test:,} test images" if config.num_test else "")
             + ("" if config.hybridize else ", every layer run imperatively (not compiled)")
