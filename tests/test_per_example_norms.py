@@ -22,7 +22,7 @@ from gluon_bn.runtime.devices import forward_shards
 
 #: LeNet's four normalized layers (6 and 16 channels, 120 and 84 units) at batch 8.
 SHAPES = [(8, 6, 24, 24), (8, 16, 8, 8), (8, 120), (8, 84)]
-QUANTITIES = ["train output", "dX", "dgamma", "dbeta", "predict output"]
+QUANTITIES = ["train output", "dX", "dgamma", "dbeta", "predict output", "predict dX"]
 
 
 def _groups(norm: str, channels: int) -> int:
@@ -45,7 +45,7 @@ def test_each_norm_agrees_with_the_reference_in_training_and_prediction(norm, sh
 def test_a_group_norm_with_the_wrong_group_count_fails_its_check():
     checks = check_per_example(lambda c, num_dims: GroupNorm(c, 2), (8, 16, 8, 8), 4, "2 groups for 4")
     # dbeta is the sum of dy over batch and space, whatever the groups: the rest must fail.
-    assert {c.quantity for c in checks if not c.passed} == {"train output", "dX", "dgamma", "predict output"}
+    assert {c.quantity for c in checks if not c.passed} == {"train output", "dX", "dgamma", "predict output", "predict dX"}
 
 
 def test_mxnets_layer_norm_over_a_conv_layers_channels_alone_is_not_layer_normalization():

@@ -53,6 +53,7 @@ TOLERANCES = {
     "moving mean": (1e-5, 1e-4),
     "moving var": (1e-5, 1e-4),
     "predict output": (3e-4, 1e-4),
+    "predict dX": (1e-5, 1e-3),
 }
 
 
@@ -214,8 +215,8 @@ def check_per_example(
 ) -> list[Check]:
     """Hold one LayerNorm or GroupNorm block to the float64 reference of group normalization.
 
-    One training step's output and gradients are checked, then the prediction output on a fresh
-    batch: with no moving statistics, prediction must normalize each example as training does.
+    One training step's output and gradients are checked, then the prediction output and input gradient
+    on a fresh batch: with no moving statistics, prediction must normalize each example as training does.
 
     Args:
         factory: builds the block from (num_features, num_dims), as ``Norm.layer`` does.
@@ -244,5 +245,10 @@ def check_per_example(
         _check(name, shape, "dbeta", layer.beta.grad(ctx).asnumpy().reshape(-1), ref_dbeta),
     ]
     x = rng.normal(1.5, 2.0, shape).astype(np.float32)
-    y = layer(nd.array(x, ctx=ctx)).asnumpy()
-    return [*checks, _check(name, shape, "predict output", y, group_norm_forward(x, gamma, beta, num_groups, eps))]
+    dy = rng.normal(0.0, 1.0, shape).astype(np.float32)
+    y, dx = run_step(layer, x, dy, ctx, scope=lambda: autograd.record(train_mode=False))
+    return [
+        *checks,
+        _check(name, shape, "predict output", y, group_norm_forward(x, gamma, beta, num_groups, eps)),
+        _check(name, shape, "predict dX", dx, group_norm_backward(x, gamma, dy, num_groups, eps)[0]),
+    ]
