@@ -45,7 +45,13 @@ def test_each_norm_agrees_with_the_reference_in_training_and_prediction(norm, sh
 def test_a_group_norm_with_the_wrong_group_count_fails_its_check():
     checks = check_per_example(lambda c, num_dims: GroupNorm(c, 2), (8, 16, 8, 8), 4, "2 groups for 4")
     # dbeta is the sum of dy over batch and space, whatever the groups: the rest must fail.
-    assert {c.quantity for c in checks if not c.passed} == {"train output", "dX", "dgamma", "predict output", "predict dX"}
+    assert {c.quantity for c in checks if not c.passed} == {
+        "train output",
+        "dX",
+        "dgamma",
+        "predict output",
+        "predict dX",
+    }
 
 
 def test_mxnets_layer_norm_over_a_conv_layers_channels_alone_is_not_layer_normalization():
