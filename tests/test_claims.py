@@ -28,10 +28,10 @@ def _quiet(line: str) -> None:
     pass
 
 
-def _settings(name: str, variant_name: str, **changes):
+def _settings(name: str, variant_name: str):
     """A variant's run settings on a small real subset: 2 epochs of 8 batches, every batch recorded."""
     config = exercise_settings(
-        ExerciseConfig(name=name, ctx="cpu", epochs=2, num_train=512, num_test=256, batch_size=64, **changes)
+        ExerciseConfig(name=name, ctx="cpu", epochs=2, num_train=512, num_test=256, batch_size=64)
     )
     variant = next(v for v in EXERCISES[name].variants(config) if v.name == variant_name)
     return variant, variant_config(config, variant, seed=0)
